@@ -1,0 +1,145 @@
+# species-classifier: a camera-trap species classifier served on Kubernetes.
+# `make help` lists every target. Contracts (names, ports, commands) live in ARCHITECTURE.md.
+
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+PYTHON ?= python3
+
+## Python environments
+# .venv: model tooling, the TF Serving stand-in and the tests (TensorFlow CPU runtime included).
+# .venv-gateway: exactly what the gateway image installs; no TensorFlow runtime.
+VENV := $(ROOT)/.venv
+GW_VENV := $(ROOT)/.venv-gateway
+VENV_PY := $(VENV)/bin/python
+GW_PY := $(GW_VENV)/bin/python
+# tensorflow-serving-api declares a dependency on the full `tensorflow` package; both environments install it
+# with --no-deps and pin its real dependencies (grpcio, protobuf) themselves.
+TF_SERVING_API_VERSION := 2.21.0
+TF_VERSION := 2.21.0
+
+## Pinned tools, installed into bin/ (git-ignored)
+LOCALBIN := $(ROOT)/bin
+HELM_VERSION := v4.3.1
+KIND_VERSION := v0.33.0
+KUSTOMIZE_VERSION := v5.8.0
+HELM := $(LOCALBIN)/helm
+KIND := $(LOCALBIN)/kind
+KUSTOMIZE := $(LOCALBIN)/kustomize
+export PATH := $(LOCALBIN):$(PATH)
+
+## Build outputs (git-ignored)
+BUILD := $(ROOT)/build
+MODEL_VERSION := 1
+MODEL_DIR := $(BUILD)/models/species_model/$(MODEL_VERSION)
+MODEL_STAMP := $(MODEL_DIR)/saved_model.pb
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: venv
+venv: $(VENV)/.installed $(GW_VENV)/.installed ## Create both Python environments (.venv and .venv-gateway) with pinned packages.
+
+$(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check \
+		-r model/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
+		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
+	touch $@
+
+$(GW_VENV)/.installed: gateway/requirements.txt gateway/vendor_tf_protos.py
+	$(PYTHON) -m venv $(GW_VENV)
+	$(GW_PY) -m pip install --quiet --disable-pip-version-check -r gateway/requirements.txt
+	$(GW_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
+		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
+	$(GW_PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		--dest $(BUILD)/wheels tensorflow-cpu==$(TF_VERSION)
+	$(GW_PY) gateway/vendor_tf_protos.py --wheel $(BUILD)/wheels/tensorflow_cpu-$(TF_VERSION)-*.whl \
+		--dest $$($(GW_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+	touch $@
+
+.PHONY: model
+model: $(MODEL_STAMP) ## Build the demo model and golden images into build/ (deterministic, a few minutes).
+
+$(MODEL_STAMP): $(VENV)/.installed $(wildcard model/*.py)
+	$(VENV_PY) -m model.demo --out $(BUILD)
+
+.PHONY: local
+local: venv model ## Run the stand-in on 127.0.0.1:8500 and the gateway on 127.0.0.1:9696; Ctrl-C stops both.
+	VENV=$(VENV) GW_VENV=$(GW_VENV) MODEL_BASE_PATH=$(BUILD)/models/species_model hack/local.sh
+
+.PHONY: lint
+lint: $(VENV)/.installed ## Run ruff and mypy.
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+.PHONY: test
+test: venv model tools ## Run every test this machine can run; the rest are reported as skipped, with the reason.
+	$(VENV)/bin/ruff check .
+	$(VENV_PY) -m pytest
+
+.PHONY: bench
+bench: venv model ## Benchmark the gateway against the stand-in; prints a table, writes build/bench/*.json.
+	$(VENV_PY) -m tests.bench.gateway --gateway-python $(GW_PY) --model-base-path $(BUILD)/models/species_model \
+		--out $(BUILD)/bench
+
+.PHONY: clean
+clean: ## Remove build outputs and virtualenvs (pinned tools in bin/ are kept).
+	rm -rf $(BUILD) $(VENV) $(GW_VENV)
+
+##@ Tools
+
+.PHONY: tools
+tools: $(HELM) $(KUSTOMIZE) ## Install pinned CLI tools (helm, kustomize) into bin/.
+
+$(HELM): $(LOCALBIN)/helm-$(HELM_VERSION)
+	ln -sf helm-$(HELM_VERSION) $@
+$(LOCALBIN)/helm-$(HELM_VERSION):
+	$(call go-install-tool,helm,helm.sh/helm/v4/cmd/helm,$(HELM_VERSION))
+
+$(KUSTOMIZE): $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+	ln -sf kustomize-$(KUSTOMIZE_VERSION) $@
+$(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION):
+	$(call go-install-tool,kustomize,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+
+$(KIND): $(LOCALBIN)/kind-$(KIND_VERSION)
+	ln -sf kind-$(KIND_VERSION) $@
+$(LOCALBIN)/kind-$(KIND_VERSION):
+	$(call go-install-tool,kind,sigs.k8s.io/kind,$(KIND_VERSION))
+
+# go-install-tool builds $(2)@$(3) with `go install` and stores it as bin/$(1)-$(3), so a version bump
+# in this file is a rebuild and two versions never mix.
+define go-install-tool
+@command -v go >/dev/null || { echo "go is required to build $(1) $(3): install Go 1.22+ and retry" >&2; exit 1; }
+mkdir -p $(LOCALBIN)
+tmp=$$(mktemp -d) && GOBIN=$$tmp CGO_ENABLED=0 go install $(2)@$(3) && mv $$tmp/$(1) $(LOCALBIN)/$(1)-$(3) && rm -rf $$tmp
+endef
+
+##@ Kind (local cluster)
+
+.PHONY: kind-up
+kind-up: venv model $(KIND) ## Create the kind cluster, build and load images, apply k8s/overlays/kind, check golden images.
+	hack/kind-up.sh
+
+.PHONY: kind-down
+kind-down: $(KIND) ## Delete the kind cluster (idempotent).
+	hack/kind-down.sh
+
+##@ EKS (AWS)
+
+.PHONY: eks-up
+eks-up: venv model $(HELM) ## Create or reuse the EKS cluster, push images to ECR, install the chart, smoke-test the NLB.
+	hack/eks-up.sh
+
+.PHONY: eks-down
+eks-down: $(HELM) ## Remove the chart, load balancer controller, ECR repositories and the EKS cluster.
+	hack/eks-down.sh

@@ -1,0 +1,1 @@
+"""The Keras model: data preparation, training, export to TF Serving, and the demo model."""
