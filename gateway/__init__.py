@@ -1,0 +1,1 @@
+"""The preprocessing gateway: HTTP in, TF Serving gRPC out. Free of the TensorFlow runtime."""
