@@ -83,7 +83,7 @@ lint: $(VENV)/.installed ## Run ruff and mypy.
 	$(VENV)/bin/mypy
 
 .PHONY: test
-test: venv model tools ## Run every test this machine can run; the rest are reported as skipped, with the reason.
+test: venv model tools $(SIM_TEST_DEPS) ## Run every test this machine can run; the rest are reported as skipped, with the reason.
 	$(VENV)/bin/ruff check .
 	$(VENV_PY) -m pytest
 
@@ -143,3 +143,8 @@ eks-up: venv model $(HELM) ## Create or reuse the EKS cluster, push images to EC
 .PHONY: eks-down
 eks-down: $(HELM) ## Remove the chart, load balancer controller, ECR repositories and the EKS cluster.
 	hack/eks-down.sh
+
+##@ Control plane (test level 4)
+
+# hack/sim.mk defines sim-up / sim-down and SIM_TEST_DEPS (what `make test` needs built for level-4 tests).
+-include hack/sim.mk
