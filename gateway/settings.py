@@ -1,0 +1,181 @@
+"""The gateway's configuration: one `Settings` read from the environment once, at startup.
+
+Every knob of every gateway module lives here (the URL fetcher's too), so the README's settings table and
+this class are the whole story. Invalid values stop the process at startup with pydantic's message naming
+the variable, instead of failing on the first request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gateway import contract
+
+MiB = 1024 * 1024
+
+# Formats Pillow names in `Image.format`. GIF and TIFF are left out by default: camera traps write JPEG, and
+# every extra decoder is extra attack surface for hostile uploads.
+DEFAULT_ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the cgroup v2 CPU quota when set (a container's limit), else affinity.
+
+    os.cpu_count() reports the node's cores, which would size pools for 64 CPUs in a 1-CPU pod.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Environment variables are the upper-case field names (`TF_SERVING_HOST`, `MAX_BATCH_SIZE`, ...)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # --- HTTP server (python -m gateway) ---
+    # Not GATEWAY_PORT: Kubernetes injects <SERVICE>_PORT=tcp://... variables for a Service named "gateway".
+    bind_host: str = Field(default="0.0.0.0", description="Address uvicorn listens on.")  # noqa: S104 (a container)
+    bind_port: int = Field(default=9696, ge=1, le=65535, description="Port uvicorn listens on.")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-For/-Proto uvicorn trusts (uvicorn --forwarded-allow-ips).",
+    )
+    shutdown_timeout_s: int = Field(
+        default=20, ge=1, le=3600, description="Seconds in-flight requests get to finish after SIGTERM."
+    )
+
+    # --- TF Serving ---
+    tf_serving_host: str = Field(default="localhost:8500", description="TF Serving gRPC address, host:port.")
+    model_name: str = Field(
+        default=contract.MODEL_NAME, min_length=1, description="Model name in TF Serving."
+    )
+    model_version: int | None = Field(
+        default=None, ge=1, description="Pin one model version; unset means TF Serving's latest."
+    )
+    serving_timeout_s: float = Field(
+        default=5.0, gt=0, le=300, description="Deadline of one Predict, retries included."
+    )
+    serving_retries: int = Field(default=2, ge=0, le=10, description="Extra attempts after UNAVAILABLE.")
+    serving_backoff_s: float = Field(
+        default=0.05, gt=0, le=10, description="First retry backoff; doubles per attempt, full jitter."
+    )
+    retry_after_s: int = Field(default=1, ge=0, le=3600, description="Retry-After (seconds) sent with 503.")
+    readiness_ttl_s: float = Field(
+        default=2.0, ge=0, le=300, description="How long /readyz reuses a contract check result."
+    )
+    readiness_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Deadline of each readiness RPC (GetModelStatus, GetModelMetadata).",
+    )
+
+    # --- Input limits ---
+    max_body_bytes: int = Field(default=16 * MiB, ge=1024, description="Body cap of POST /predict.")
+    max_batch_body_bytes: int = Field(
+        default=64 * MiB, ge=1024, description="Body cap of POST /predict/batch."
+    )
+    max_pixels: int = Field(
+        default=40_000_000, ge=150 * 150, description="Pixel-count cap read from the image header."
+    )
+    max_batch_size: int = Field(default=32, ge=1, le=256, description="Images per POST /predict/batch.")
+    allowed_formats: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(DEFAULT_ALLOWED_FORMATS), description="Comma-separated Pillow format names."
+    )
+    decode_concurrency: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Images decoded at once (threads); 0 means one per available CPU.",
+    )
+
+    # --- URL fetching (gateway.fetch) ---
+    fetch_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Whole download deadline per URL.")
+    fetch_connect_timeout_s: float = Field(default=3.0, gt=0, le=60, description="TCP/TLS connect timeout.")
+    fetch_max_bytes: int = Field(default=16 * MiB, ge=1024, description="Download size cap per URL.")
+    fetch_max_redirects: int = Field(default=3, ge=0, le=10, description="Redirect hops, each re-checked.")
+    fetch_allowed_hosts: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), description="Comma-separated host allowlist; empty means any public host."
+    )
+    fetch_allow_loopback: bool = Field(
+        default=False, description="Allow loopback addresses (tests only; never in a cluster)."
+    )
+
+    # --- Logging ---
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Root log level."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json for clusters, text for a terminal."
+    )
+
+    @field_validator("allowed_formats", "fetch_allowed_hosts", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("allowed_formats")
+    @classmethod
+    def _known_formats(cls, value: frozenset[str]) -> frozenset[str]:
+        from PIL import Image
+
+        Image.init()
+        formats = frozenset(item.upper() for item in value)
+        unknown = sorted(formats - set(Image.OPEN))
+        if unknown:
+            raise ValueError(f"unknown image formats {unknown}; Pillow knows {sorted(Image.OPEN)}")
+        if not formats:
+            raise ValueError("at least one image format must be allowed")
+        return formats
+
+    @field_validator("fetch_allowed_hosts")
+    @classmethod
+    def _lower_hosts(cls, value: frozenset[str]) -> frozenset[str]:
+        return frozenset(item.lower().rstrip(".") for item in value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("tf_serving_host")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port (e.g. localhost:8500), got {value!r}")
+        if "/" in value:
+            raise ValueError(f"expected host:port without a scheme, got {value!r}")
+        return value
+
+    @property
+    def decode_workers(self) -> int:
+        return self.decode_concurrency or available_cpus()
+
+    @property
+    def grpc_target(self) -> str:
+        """`dns:///host:port`: the DNS resolver returns every A record (each pod of a headless Service)."""
+        return f"dns:///{self.tf_serving_host}"
+
+    @property
+    def log_level_number(self) -> int:
+        return logging.getLevelNamesMapping()[self.log_level]
