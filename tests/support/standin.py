@@ -1,0 +1,142 @@
+"""Run the TF Serving stand-in (`python -m serving.standin`) as a real subprocess for tests.
+
+    from tests.support.standin import run_standin
+
+    with run_standin(model_base_path) as address:      # "127.0.0.1:<free port>"
+        channel = grpc.insecure_channel(address)
+        ...
+
+`run_standin` returns once the gRPC health service reports SERVING (the model is loaded and warmed up) and
+stops the process on exit (SIGTERM, then SIGKILL after a timeout). When the stand-in dies or never gets
+ready, the error carries the tail of its log. `start_standin` gives the process handle for tests that need
+it (signals, exit status).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+# Importing TensorFlow and loading a SavedModel takes a few seconds; a slow shared CI core, much longer.
+STARTUP_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 20.0
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port that was free a moment ago (the OS picks it; the tiny race is fine for tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class StandInProcess:
+    """A running stand-in: its gRPC address, process and log file."""
+
+    address: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def is_serving(self, timeout: float = 1.0) -> bool:
+        with grpc.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            except grpc.RpcError:
+                return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def wait_until_serving(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                status = self.process.returncode
+                raise RuntimeError(f"stand-in exited with status {status} before serving:\n{self.log_tail()}")
+            if self.is_serving():
+                return
+            time.sleep(0.2)
+        waited = f"{timeout:.0f} s"
+        raise TimeoutError(f"stand-in not SERVING on {self.address} after {waited}:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout`; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_standin(
+    model_base_path: str | os.PathLike[str],
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
+    *,
+    python: str | os.PathLike[str] = sys.executable,
+    log_dir: str | os.PathLike[str] | None = None,
+) -> StandInProcess:
+    """Starts `python -m serving.standin` on 127.0.0.1 without waiting for it to be ready."""
+    port = port or free_port()
+    log_fd, log_name = tempfile.mkstemp(prefix="standin-", suffix=".log", dir=log_dir)
+    command = [
+        str(python),
+        "-m",
+        "serving.standin",
+        "--model-base-path",
+        str(model_base_path),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        *extra_args,
+    ]
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": python_path}
+    # TensorFlow's C++ start-up chatter is noise in a test log.
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with os.fdopen(log_fd, "wb") as log_file:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    return StandInProcess(address=f"{HOST}:{port}", process=process, log_path=Path(log_name))
+
+
+@contextlib.contextmanager
+def run_standin(
+    model_base_path: str | os.PathLike[str],
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
+    *,
+    python: str | os.PathLike[str] = sys.executable,
+    startup_timeout: float = STARTUP_TIMEOUT_S,
+) -> Iterator[str]:
+    """Runs the stand-in for the `with` block and yields its address, "127.0.0.1:<port>"."""
+    standin = start_standin(model_base_path, port, extra_args, python=python)
+    try:
+        standin.wait_until_serving(startup_timeout)
+        yield standin.address
+    finally:
+        standin.stop()
+        standin.log_path.unlink(missing_ok=True)
