@@ -5,8 +5,8 @@
 
 A local file goes to `POST /predict` as the multipart field `file`: the bytes travel as they are, where base64
 in JSON would add a third to the size and make the gateway parse a multi-megabyte JSON string. A URL goes as
-JSON `{"url": ...}` and the gateway downloads it. With `--batch` all images go in one `POST /predict/batch`
-(JSON; files base64-encoded, since that endpoint takes a JSON list).
+JSON `{"url": ...}` and the gateway downloads it. With `--batch` all images go in one `POST /predict/batch`:
+multipart `files` fields when all are files, else JSON `{"images": [...]}` with files base64-encoded.
 
 Exit status: 0 when every image was classified (and matched `--expect-label`, if given); 1 when any request
 failed (the gateway's JSON error is printed); 2 when all requests worked but a label did not match.
@@ -99,21 +99,37 @@ def predict_one(client: httpx.Client, source: str) -> Outcome:
 
 
 def predict_batch(client: httpx.Client, sources: list[str]) -> list[Outcome]:
-    """POST every image in one /predict/batch call; the latency reported per image is the batch's."""
-    images: list[dict[str, str]] = []
+    """Send every image in one /predict/batch call; the latency reported per image is the batch's.
+
+    Files only: multipart, one `files` field per image (raw bytes). With any URL among them: JSON, files
+    base64-encoded, since a multipart body cannot carry a URL for the gateway to fetch.
+    """
+    blobs: dict[str, bytes] = {}
     for source in sources:
         if is_url(source):
-            images.append({"url": source})
             continue
         try:
-            data = Path(source).read_bytes()
+            blobs[source] = Path(source).read_bytes()
         except OSError as exc:
-            failed = local_error("file_unreadable", f"{source}: {exc.strerror or exc}")
-            return [Outcome(source, 0.0, error=failed)]
-        images.append({"image": base64.b64encode(data).decode("ascii")})
+            return [
+                Outcome(source, 0.0, error=local_error("file_unreadable", f"{source}: {exc.strerror or exc}"))
+            ]
+    request: dict[str, Any]
+    if len(blobs) == len(sources):
+        files = [
+            ("files", (Path(s).name, blobs[s], mimetypes.guess_type(s)[0] or "application/octet-stream"))
+            for s in sources
+        ]
+        request = {"files": files}
+    else:
+        images = [
+            {"url": s} if is_url(s) else {"image": base64.b64encode(blobs[s]).decode("ascii")}
+            for s in sources
+        ]
+        request = {"json": {"images": images}}
     started = time.perf_counter()
     try:
-        response = client.post("/predict/batch", json={"images": images})
+        response = client.post("/predict/batch", **request)
     except httpx.HTTPError as exc:
         failed = local_error("request_failed", f"{type(exc).__name__}: {exc}")
         return [Outcome(f"batch of {len(sources)}", _ms(started), error=failed)]

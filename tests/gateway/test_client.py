@@ -39,6 +39,17 @@ def label_in(text: str) -> str:
     return next((label for label in LABELS if label in text), "blank")
 
 
+def multipart_files(body: bytes, content_type: str, field: str) -> list[bytes]:
+    """The contents of every part named `field` of a multipart/form-data body (enough for this fake)."""
+    boundary = content_type.split("boundary=", 1)[1].strip('"').encode()
+    contents = []
+    for part in body.split(b"--" + boundary)[1:-1]:
+        head, _, content = part.partition(b"\r\n\r\n")
+        if f'name="{field}"'.encode() in head:
+            contents.append(content.removesuffix(b"\r\n"))
+    return contents
+
+
 class FakeGateway(BaseHTTPRequestHandler):
     server: FakeServer
 
@@ -55,11 +66,14 @@ class FakeGateway(BaseHTTPRequestHandler):
         elif self.path == "/predict" and content_type == "application/json":
             self._answer_for(json.loads(body)["url"])
         elif self.path == "/predict/batch":
-            images = json.loads(body)["images"]
-            results = []
-            for image in images:
-                text = image.get("url") or base64.b64decode(image["image"]).decode("latin-1")
-                results.append({k: v for k, v in answer_for(label_in(text)).items() if k != "model"})
+            if content_type.startswith("multipart/form-data"):
+                texts = [part.decode("latin-1") for part in multipart_files(body, content_type, "files")]
+            else:
+                texts = [
+                    image.get("url") or base64.b64decode(image["image"]).decode("latin-1")
+                    for image in json.loads(body)["images"]
+                ]
+            results = [{k: v for k, v in answer_for(label_in(t)).items() if k != "model"} for t in texts]
             self._json(200, {"results": results, "model": {"name": MODEL_NAME, "version": "7"}})
         else:
             self._json(404, {"error": {"code": "not_found", "message": "no such route"}})
@@ -222,7 +236,7 @@ def test_a_missing_file_exits_1_without_a_request(fake: FakeServer, tmp_path: Pa
 
 
 @pytest.mark.process
-def test_batch_sends_every_image_in_one_request_and_prints_each(fake: FakeServer, tmp_path: Path) -> None:
+def test_a_batch_with_a_url_is_sent_as_json_with_files_in_base64(fake: FakeServer, tmp_path: Path) -> None:
     hog = tmp_path / "a.jpg"
     hog.write_bytes(b"hog-bytes")
     code, out, _ = run_cli(
@@ -241,6 +255,21 @@ def test_batch_sends_every_image_in_one_request_and_prints_each(fake: FakeServer
     assert out.count(f"model {MODEL_NAME} v7") == 2
     tops = [line.split()[0] for line in out.splitlines() if line.endswith("#" * 16)]
     assert tops == ["hog", "rodent"]
+
+
+@pytest.mark.process
+def test_a_batch_of_files_only_is_sent_as_multipart_files(fake: FakeServer, tmp_path: Path) -> None:
+    paths = [tmp_path / "one.jpg", tmp_path / "two.png"]
+    paths[0].write_bytes(b"civet_genet-bytes")
+    paths[1].write_bytes(b"monkey_prosimian-bytes")
+    code, out, _ = run_cli(*map(str, paths), "--endpoint", fake.endpoint, "--batch")
+    assert code == 0
+    path, content_type, body = fake.requests[0]
+    assert (path, content_type.split(";")[0]) == ("/predict/batch", "multipart/form-data")
+    assert multipart_files(body, content_type, "files") == [b"civet_genet-bytes", b"monkey_prosimian-bytes"]
+    assert b'filename="two.png"\r\nContent-Type: image/png' in body
+    tops = [line.split()[0] for line in out.splitlines() if line.endswith("#" * 16)]
+    assert tops == ["civet_genet", "monkey_prosimian"]
 
 
 @pytest.mark.process
@@ -290,7 +319,6 @@ def test_the_golden_images_are_labelled_through_the_real_gateway(
 ) -> None:
     try:
         from tests.support.gateway import run_gateway  # type: ignore[import-not-found,unused-ignore]
-
         from tests.support.standin import run_standin  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         pytest.skip(f"tests/support gateway/stand-in launchers not available yet: {exc}")
