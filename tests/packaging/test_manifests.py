@@ -1,0 +1,467 @@
+"""Level 3: every render of the Kubernetes packaging is valid, consistent and hardened.
+
+Renders: `kustomize build` of k8s/overlays/kind and k8s/overlays/eks, and `helm template` of the chart with
+its default values, values-kind.yaml, values-eks.yaml and each ci/*-values.yaml (see conftest.py). The
+"broken copy" tests at the end mutate a real render and assert each checker reports it, so none of the
+checks can pass vacuously.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.packaging import checks, render
+from tests.packaging.checks import Manifest, find
+from tests.packaging.conftest import Render
+
+pytestmark = pytest.mark.packaging
+
+
+def assert_no_problems(problems: list[str], render_name: str) -> None:
+    assert not problems, f"{render_name}:\n  " + "\n  ".join(problems)
+
+
+# --- every render ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", checks.SCHEMA_VERSIONS)
+def test_every_object_is_valid_against_the_strict_kubernetes_schema(rendered: Render, version: str) -> None:
+    assert_no_problems(checks.check_schema(rendered.objects, version), rendered.name)
+
+
+def test_custom_resources_without_a_kubernetes_schema_are_reported(
+    rendered: Render, record_property: Callable[[str, Any], None]
+) -> None:
+    # ServiceMonitor and other CRDs are checked structurally only; record which, so the report shows it.
+    unvalidated = checks.unvalidated_kinds(rendered.objects, checks.SCHEMA_VERSIONS[-1])
+    record_property("structurally_checked_only", unvalidated)
+    assert set(unvalidated) <= {"monitoring.coreos.com/v1 ServiceMonitor"}, unvalidated
+
+
+def test_each_service_selects_the_pods_of_exactly_one_deployment(rendered: Render) -> None:
+    assert_no_problems(checks.check_services_select_one_deployment(rendered.objects), rendered.name)
+
+
+def test_selectors_use_only_name_instance_and_component(rendered: Render) -> None:
+    assert_no_problems(checks.check_selectors_use_only_stable_labels(rendered.objects), rendered.name)
+
+
+def test_every_object_carries_the_common_labels(rendered: Render) -> None:
+    assert_no_problems(checks.check_common_labels(rendered.objects), rendered.name)
+
+
+def test_every_service_target_port_is_declared_by_the_selected_containers(rendered: Render) -> None:
+    assert_no_problems(checks.check_target_ports(rendered.objects), rendered.name)
+
+
+def test_the_gateway_tf_serving_host_names_a_service_and_port_of_the_same_render(rendered: Render) -> None:
+    assert_no_problems(checks.check_tf_serving_host(rendered.objects), rendered.name)
+
+
+def test_every_probe_targets_a_declared_container_port(rendered: Render) -> None:
+    assert_no_problems(checks.check_probe_ports(rendered.objects), rendered.name)
+
+
+def test_every_pod_passes_pod_security_restricted(rendered: Render) -> None:
+    assert_no_problems(checks.check_pod_security_restricted(rendered.objects), rendered.name)
+
+
+def test_every_pod_has_a_read_only_root_and_no_service_account_token(rendered: Render) -> None:
+    assert_no_problems(checks.check_hardening(rendered.objects), rendered.name)
+
+
+def test_only_gateway_pods_may_reach_tf_serving(rendered: Render) -> None:
+    assert_no_problems(checks.check_serving_network_policy(rendered.objects), rendered.name)
+
+
+def test_autoscalers_and_disruption_budgets_target_existing_deployments(rendered: Render) -> None:
+    assert_no_problems(checks.check_autoscaling_and_budgets(rendered.objects), rendered.name)
+
+
+def test_every_image_is_pinned_by_tag_and_never_latest(rendered: Render) -> None:
+    assert_no_problems(checks.check_images_pinned(rendered.objects), rendered.name)
+
+
+def test_the_serving_service_is_headless_and_publishes_only_ready_pods(rendered: Render) -> None:
+    # The gateway's round_robin gRPC balancer needs one DNS record per ready pod.
+    serving = find(rendered.objects, "Service", "species-classifier-serving")
+    assert serving is not None, "no Service species-classifier-serving"
+    assert serving["spec"].get("clusterIP") == "None"
+    assert serving["spec"].get("publishNotReadyAddresses", False) is False
+    assert {(p["name"], p["port"]) for p in serving["spec"]["ports"]} == {("grpc", 8500), ("http", 8501)}
+
+
+def test_the_serving_threads_follow_the_container_cpu_limit(rendered: Render) -> None:
+    deployment = find(rendered.objects, "Deployment", "species-classifier-serving")
+    assert deployment is not None
+    container = next(
+        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "serving"
+    )
+    env = {e["name"]: e for e in container.get("env") or []}
+    ref = env["TF_SERVING_CPUS"]["valueFrom"]["resourceFieldRef"]
+    assert (ref["containerName"], ref["resource"], str(ref.get("divisor"))) == ("serving", "limits.cpu", "1")
+    resources = container["resources"]
+    assert str(resources["limits"]["cpu"]) == str(resources["requests"]["cpu"]), "CPU limit != request"
+
+
+# --- the kustomize overlays --------------------------------------------------------------------------
+
+
+def test_the_kind_overlay_runs_one_small_replica_of_each_behind_node_port_30080(
+    kind_overlay: list[Manifest],
+) -> None:
+    gateway_svc = find(kind_overlay, "Service", "species-classifier-gateway")
+    assert gateway_svc is not None
+    assert gateway_svc["spec"]["type"] == "NodePort"
+    assert [p.get("nodePort") for p in gateway_svc["spec"]["ports"]] == [30080]
+    for component in ("gateway", "serving"):
+        deployment = find(kind_overlay, "Deployment", f"species-classifier-{component}")
+        assert deployment is not None
+        assert deployment["metadata"]["namespace"] == render.NAMESPACE
+        assert deployment["spec"]["replicas"] == 1
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == f"docker.io/species-classifier/{component}:0.1.0"
+        assert container["imagePullPolicy"] == "IfNotPresent", "kind-loaded images must not be pulled"
+    assert not checks.of_kind(kind_overlay, "HorizontalPodAutoscaler")
+    assert not checks.of_kind(kind_overlay, "PodDisruptionBudget"), "a PDB cannot be met with one replica"
+
+
+def test_the_kind_namespace_enforces_pod_security_restricted(kind_overlay: list[Manifest]) -> None:
+    namespace = find(kind_overlay, "Namespace", render.NAMESPACE)
+    assert namespace is not None
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_the_eks_overlay_puts_an_internet_facing_nlb_in_front_of_two_replicas(
+    eks_overlay: list[Manifest],
+) -> None:
+    gateway_svc = find(eks_overlay, "Service", "species-classifier-gateway")
+    assert gateway_svc is not None
+    assert gateway_svc["spec"]["type"] == "LoadBalancer"
+    annotations = gateway_svc["metadata"]["annotations"]
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internet-facing"
+    for component in ("gateway", "serving"):
+        name = f"species-classifier-{component}"
+        deployment = find(eks_overlay, "Deployment", name)
+        assert deployment is not None
+        assert deployment["spec"]["replicas"] == 2
+        assert ".dkr.ecr." in deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert find(eks_overlay, "HorizontalPodAutoscaler", name) is not None
+        assert find(eks_overlay, "PodDisruptionBudget", name) is not None
+
+
+def test_the_base_holds_nothing_environment_specific() -> None:
+    base = render.parse_documents(
+        render._run([*render.kustomize_command(), str(render.REPO / "k8s" / "base")])
+    )
+    for obj in base:
+        assert "namespace" not in obj["metadata"], checks.name_of(obj)
+        assert obj["kind"] not in ("Namespace", "HorizontalPodAutoscaler", "PodDisruptionBudget")
+    gateway_svc = find(base, "Service", "species-classifier-gateway")
+    assert gateway_svc is not None
+    assert gateway_svc["spec"]["type"] == "ClusterIP"
+
+
+# --- kustomize vs chart ------------------------------------------------------------------------------
+
+
+def test_the_kind_overlay_and_the_chart_with_values_kind_describe_the_same_workloads(
+    kind_overlay: list[Manifest], chart_kind: list[Manifest]
+) -> None:
+    differences = checks.drift(kind_overlay, chart_kind)
+    assert not differences, (
+        "k8s/overlays/kind and charts/species-classifier -f values-kind.yaml drift "
+        "(see /work/notes/K8S_CONTRACT.md for which is right):\n  " + "\n  ".join(differences)
+    )
+
+
+# --- kind-config.yaml --------------------------------------------------------------------------------
+
+
+def test_kind_config_is_a_pinned_multi_node_cluster_publishing_the_gateway_on_localhost_8080(
+    kind_overlay: list[Manifest],
+) -> None:
+    assert_no_problems(checks.check_kind_config(render.load_kind_config(), kind_overlay), "kind-config.yaml")
+
+
+# --- broken copies: each checker reports what it exists to catch ------------------------------------
+
+Mutation = Callable[[list[Manifest]], None]
+
+
+def _deployment(objs: list[Manifest], component: str) -> dict[str, Any]:
+    found = find(objs, "Deployment", f"species-classifier-{component}")
+    assert found is not None
+    return found
+
+
+def _pod(objs: list[Manifest], component: str) -> dict[str, Any]:
+    spec: dict[str, Any] = _deployment(objs, component)["spec"]["template"]["spec"]
+    return spec
+
+
+def _container(objs: list[Manifest], component: str) -> dict[str, Any]:
+    container: dict[str, Any] = _pod(objs, component)["containers"][0]
+    return container
+
+
+def _obj(objs: list[Manifest], kind: str, component: str) -> dict[str, Any]:
+    found = find(objs, kind, f"species-classifier-{component}")
+    assert found is not None, f"no {kind} for {component}"
+    return found
+
+
+def _service(objs: list[Manifest], component: str) -> dict[str, Any]:
+    return _obj(objs, "Service", component)
+
+
+def _set_env(objs: list[Manifest], value: str) -> None:
+    for env in _container(objs, "gateway")["env"]:
+        if env["name"] == "TF_SERVING_HOST":
+            env["value"] = value
+
+
+def _set_selector(objs: list[Manifest], component: str, value: str) -> None:
+    _service(objs, component)["spec"]["selector"]["app.kubernetes.io/component"] = value
+
+
+BROKEN: dict[str, tuple[str, Mutation, str]] = {
+    # id: (check, mutation, text the report must contain)
+    "service-selects-nothing": (
+        "services_select_one_deployment",
+        lambda o: _set_selector(o, "gateway", "frontend"),
+        "selects 0 Deployments",
+    ),
+    "service-selects-both": (
+        "services_select_one_deployment",
+        lambda o: _service(o, "serving")["spec"]["selector"].pop("app.kubernetes.io/component"),
+        "selects 2 Deployments",
+    ),
+    "selector-uses-version": (
+        "selectors_use_only_stable_labels",
+        lambda o: _service(o, "gateway")["spec"]["selector"].update({"app.kubernetes.io/version": "0.1.0"}),
+        "selector keys",
+    ),
+    "label-missing": (
+        "common_labels",
+        lambda o: _service(o, "gateway")["metadata"]["labels"].pop("app.kubernetes.io/part-of"),
+        "lacks common labels",
+    ),
+    "target-port-renamed": (
+        "target_ports",
+        lambda o: _service(o, "gateway")["spec"]["ports"][0].update({"targetPort": "web"}),
+        "targets 'web'",
+    ),
+    "target-port-number": (
+        "target_ports",
+        lambda o: _service(o, "serving")["spec"]["ports"][0].update({"targetPort": 9000}),
+        "targets 9000",
+    ),
+    "tf-serving-host-unknown-service": (
+        "tf_serving_host",
+        lambda o: _set_env(o, "tf-serving:8500"),
+        "no Service 'tf-serving'",
+    ),
+    "tf-serving-host-wrong-port": (
+        "tf_serving_host",
+        lambda o: _set_env(o, "species-classifier-serving:9000"),
+        "has ports",
+    ),
+    "tf-serving-host-other-namespace": (
+        "tf_serving_host",
+        lambda o: _set_env(o, "species-classifier-serving.default.svc.cluster.local:8500"),
+        "names namespace 'default'",
+    ),
+    "probe-on-undeclared-port": (
+        "probe_ports",
+        lambda o: _container(o, "serving")["readinessProbe"]["grpc"].update({"port": 9000}),
+        "readinessProbe grpc port 9000",
+    ),
+    "run-as-non-root-dropped": (
+        "pod_security_restricted",
+        lambda o: _pod(o, "gateway")["securityContext"].pop("runAsNonRoot"),
+        "runAsNonRoot must be true",
+    ),
+    "privilege-escalation": (
+        "pod_security_restricted",
+        lambda o: _container(o, "serving")["securityContext"].update({"allowPrivilegeEscalation": True}),
+        "allowPrivilegeEscalation must be false",
+    ),
+    "capability-added": (
+        "pod_security_restricted",
+        lambda o: _container(o, "gateway")["securityContext"]["capabilities"].update({"add": ["NET_ADMIN"]}),
+        "adds capabilities ['NET_ADMIN']",
+    ),
+    "seccomp-unconfined": (
+        "pod_security_restricted",
+        lambda o: _pod(o, "serving")["securityContext"].update({"seccompProfile": {"type": "Unconfined"}}),
+        "seccompProfile Unconfined",
+    ),
+    "host-path-volume": (
+        "pod_security_restricted",
+        lambda o: _pod(o, "serving")["volumes"].append({"name": "models", "hostPath": {"path": "/models"}}),
+        "['hostPath']",
+    ),
+    "host-network": (
+        "pod_security_restricted",
+        lambda o: _pod(o, "gateway").update({"hostNetwork": True}),
+        "hostNetwork is set",
+    ),
+    "host-port": (
+        "pod_security_restricted",
+        lambda o: _container(o, "gateway")["ports"][0].update({"hostPort": 9696}),
+        "hostPort 9696",
+    ),
+    "privileged": (
+        "pod_security_restricted",
+        lambda o: _container(o, "serving")["securityContext"].update({"privileged": True}),
+        "privileged",
+    ),
+    "writable-root": (
+        "hardening",
+        lambda o: _container(o, "gateway")["securityContext"].pop("readOnlyRootFilesystem"),
+        "readOnlyRootFilesystem must be true",
+    ),
+    "token-mounted": (
+        "hardening",
+        lambda o: _pod(o, "serving").pop("automountServiceAccountToken"),
+        "automountServiceAccountToken must be false",
+    ),
+    "network-policy-open-to-all": (
+        "serving_network_policy",
+        lambda o: _obj(o, "NetworkPolicy", "serving")["spec"]["ingress"][0].pop("from"),
+        "to every source",
+    ),
+    "network-policy-from-namespace": (
+        "serving_network_policy",
+        lambda o: _obj(o, "NetworkPolicy", "serving")["spec"]["ingress"][0]["from"].append(
+            {"namespaceSelector": {}}
+        ),
+        "admits {'namespaceSelector': {}}",
+    ),
+    "network-policy-selects-other-pods": (
+        "serving_network_policy",
+        lambda o: _obj(o, "NetworkPolicy", "serving")["spec"]["podSelector"]["matchLabels"].update(
+            {"app.kubernetes.io/component": "model"}
+        ),
+        "no NetworkPolicy selects the serving pods",
+    ),
+    "image-latest": (
+        "images_pinned",
+        lambda o: _container(o, "gateway").update({"image": "species-classifier/gateway:latest"}),
+        "(latest)",
+    ),
+    "image-untagged": (
+        "images_pinned",
+        lambda o: _container(o, "serving").update({"image": "localhost:5000/species-classifier/serving"}),
+        "has no tag",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_copy_of_the_kind_render_is_reported(kind_overlay: list[Manifest], case: str) -> None:
+    check_name, mutate, expected = BROKEN[case]
+    check = checks.CROSS_CHECKS[check_name]
+    assert not check(kind_overlay), "the unbroken render must pass first"
+    broken = copy.deepcopy(kind_overlay)
+    mutate(broken)
+    problems = check(broken)
+    assert any(expected in p for p in problems), f"{check_name} missed {case}: {problems}"
+
+
+BROKEN_EKS: dict[str, tuple[Mutation, str]] = {
+    "hpa-targets-missing-deployment": (
+        lambda o: _obj(o, "HorizontalPodAutoscaler", "gateway")["spec"]["scaleTargetRef"].update(
+            {"name": "gateway"}
+        ),
+        "not a Deployment here",
+    ),
+    "pdb-selects-nothing": (
+        lambda o: _obj(o, "PodDisruptionBudget", "serving")["spec"]["selector"]["matchLabels"].update(
+            {"app.kubernetes.io/component": "tf"}
+        ),
+        "selects 0 Deployments",
+    ),
+    "pdb-unsatisfiable": (
+        lambda o: _obj(o, "PodDisruptionBudget", "gateway")["spec"].update({"minAvailable": 2}),
+        "minAvailable 2 with 2 replicas",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_EKS))
+def test_a_broken_copy_of_the_eks_render_is_reported(eks_overlay: list[Manifest], case: str) -> None:
+    mutate, expected = BROKEN_EKS[case]
+    assert not checks.check_autoscaling_and_budgets(eks_overlay)
+    broken = copy.deepcopy(eks_overlay)
+    mutate(broken)
+    problems = checks.check_autoscaling_and_budgets(broken)
+    assert any(expected in p for p in problems), f"missed {case}: {problems}"
+
+
+@pytest.mark.parametrize("version", checks.SCHEMA_VERSIONS)
+def test_an_unknown_field_or_a_wrong_type_fails_schema_validation(
+    kind_overlay: list[Manifest], version: str
+) -> None:
+    broken = copy.deepcopy(kind_overlay)
+    _container(broken, "gateway")["livenessProbe"]["httpGet"]["paht"] = "/healthz"
+    _container(broken, "serving")["lifecycle"]["preStop"]["sleep"]["seconds"] = "5"
+    problems = checks.check_schema(broken, version)
+    assert any("'paht' was unexpected" in p for p in problems), problems
+    assert any("'5' is not of type 'integer'" in p for p in problems), problems
+
+
+def test_drift_is_reported_field_by_field_and_tool_labels_are_ignored(kind_overlay: list[Manifest]) -> None:
+    # A Helm-flavoured copy of the same workloads: tool labels and the docker.io/ prefix do not count.
+    helmish = copy.deepcopy(kind_overlay)
+    for obj in helmish:
+        obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] = "Helm"
+        obj["metadata"]["labels"]["helm.sh/chart"] = "species-classifier-0.1.0"
+        obj["metadata"].pop("namespace", None)
+    _container(helmish, "gateway")["image"] = "species-classifier/gateway:0.1.0"
+    assert checks.drift(kind_overlay, helmish) == []
+
+    _container(helmish, "gateway")["env"].append({"name": "LOG_LEVEL", "value": "debug"})
+    _container(helmish, "serving")["startupProbe"]["failureThreshold"] = 30
+    helmish.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra"}})
+    differences = checks.drift(kind_overlay, helmish)
+    assert any("Deployment/species-classifier-gateway" in d and "LOG_LEVEL" in d for d in differences)
+    assert any("startupProbe.failureThreshold: kustomize 60 != chart 30" in d for d in differences)
+    assert any(d.startswith("ConfigMap/extra: only in the chart") for d in differences), differences
+
+
+@pytest.mark.parametrize(
+    ("case", "mutate", "expected"),
+    [
+        (
+            "no-digest",
+            lambda c: c["nodes"][0].update({"image": "kindest/node:v1.37.0"}),
+            "is not kindest/node",
+        ),
+        ("one-worker", lambda c: c["nodes"].pop(), "at least two workers"),
+        (
+            "wrong-host-port",
+            lambda c: c["nodes"][0]["extraPortMappings"][0].update({"hostPort": 80}),
+            "no control-plane extraPortMapping",
+        ),
+        (
+            "all-interfaces",
+            lambda c: c["nodes"][0]["extraPortMappings"][0].update({"listenAddress": "0.0.0.0"}),
+            "no control-plane extraPortMapping",
+        ),
+    ],
+)
+def test_a_broken_kind_config_is_reported(
+    kind_overlay: list[Manifest], case: str, mutate: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    config = render.load_kind_config()
+    mutate(config)
+    problems = checks.check_kind_config(config, kind_overlay)
+    assert any(expected in p for p in problems), f"{case}: {problems}"
