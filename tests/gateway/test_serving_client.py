@@ -1,0 +1,223 @@
+"""The TF Serving client: tensors without TensorFlow, answers parsed, gRPC failures mapped to HTTP meaning."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+from gateway import contract, serving_client
+from gateway.errors import ContractMismatch, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from gateway.settings import Settings
+from tests.gateway.fake_serving import FakeServing, FakeServingServer, fake_probabilities
+
+pytestmark = pytest.mark.unit
+
+
+def batch(n: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 150, 150, 3), dtype=np.uint8)
+
+
+def test_the_request_tensor_carries_the_image_bytes_unchanged() -> None:
+    images = batch(3)
+    proto = serving_client.tensor_proto_from_array(images)
+    assert proto.dtype == types_pb2.DT_UINT8
+    assert [dim.size for dim in proto.tensor_shape.dim] == [3, 150, 150, 3]
+    assert np.array_equal(np.frombuffer(proto.tensor_content, np.uint8).reshape(images.shape), images)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_the_request_tensor_equals_tensorflows_make_tensor_proto(dtype: type) -> None:
+    tf = pytest.importorskip("tensorflow", reason="TensorFlow is only in .venv")
+    if not hasattr(tf, "make_tensor_proto"):
+        pytest.skip("this environment's tensorflow package has no runtime (the gateway's)")
+    images = batch(2).astype(dtype)
+    ours = serving_client.tensor_proto_from_array(images)
+    theirs = tf.make_tensor_proto(images)
+    assert ours.dtype == theirs.dtype
+    assert ours.tensor_shape == theirs.tensor_shape
+    assert ours.tensor_content == theirs.tensor_content
+    assert ours.SerializeToString() == theirs.SerializeToString()
+
+
+def test_a_request_names_the_model_signature_input_and_output() -> None:
+    client = serving_client.ServingClient(Settings(model_version=3))
+    request = client.build_request(batch(1))
+    assert request.model_spec.name == contract.MODEL_NAME
+    assert request.model_spec.version.value == 3
+    assert request.model_spec.signature_name == contract.SIGNATURE_NAME
+    assert list(request.inputs) == [contract.INPUT_NAME]
+    assert list(request.output_filter) == [contract.OUTPUT_NAME]
+    # One copy of the pixels on the wire, nothing else of size.
+    assert request.ByteSize() < 2 * 150 * 150 * 3 * 1 + 200
+
+
+def test_an_answer_is_parsed_from_tensor_content() -> None:
+    values = np.arange(16, dtype=np.float32).reshape(2, 8) / 100
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=values.tobytes())
+    proto.tensor_shape.dim.add(size=2)
+    proto.tensor_shape.dim.add(size=8)
+    assert np.array_equal(serving_client.array_from_tensor_proto(proto), values)
+
+
+def test_an_answer_is_parsed_from_float_val() -> None:
+    values = np.linspace(0, 1, 8, dtype=np.float32).reshape(1, 8)
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=values.ravel().tolist())
+    proto.tensor_shape.dim.add(size=1)
+    proto.tensor_shape.dim.add(size=8)
+    assert np.array_equal(serving_client.array_from_tensor_proto(proto), values)
+
+
+def test_an_answer_of_the_wrong_dtype_is_a_contract_mismatch() -> None:
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_DOUBLE, double_val=[0.5] * 8)
+    with pytest.raises(ContractMismatch, match="DT_DOUBLE"):
+        serving_client.array_from_tensor_proto(proto)
+
+
+def test_channel_options_spread_calls_round_robin_and_fit_a_full_batch() -> None:
+    options = dict(serving_client.channel_options(Settings(max_batch_size=256)))
+    config = json.loads(str(options["grpc.service_config"]))
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
+    assert int(str(options["grpc.max_send_message_length"])) >= 256 * 150 * 150 * 3
+    assert Settings(tf_serving_host="tf-serving:8500").grpc_target == "dns:///tf-serving:8500"
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "status"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, UpstreamUnavailable, 503),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, UpstreamUnavailable, 503),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, UpstreamTimeout, 504),
+        (grpc.StatusCode.INVALID_ARGUMENT, ContractMismatch, 502),
+        (grpc.StatusCode.NOT_FOUND, ContractMismatch, 502),
+        (grpc.StatusCode.FAILED_PRECONDITION, ContractMismatch, 502),
+        (grpc.StatusCode.INTERNAL, UpstreamError, 502),
+        (grpc.StatusCode.UNKNOWN, UpstreamError, 502),
+    ],
+)
+def test_grpc_status_codes_map_to_gateway_errors(code: grpc.StatusCode, error: type, status: int) -> None:
+    rpc_error = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="boom")
+    mapped = serving_client.map_rpc_error(rpc_error, Settings(retry_after_s=4))
+    assert isinstance(mapped, error)
+    assert mapped.status == status
+    if status == 503:
+        assert mapped.headers == {"Retry-After": "4"}
+
+
+def signatures(input_dtype: int = types_pb2.DT_UINT8, classes: int = 8) -> get_model_metadata_pb2.SignatureDefMap:
+    servicer = FakeServing()
+    servicer.behaviour.input_dtype = input_dtype
+    servicer.behaviour.classes = classes
+    response = servicer.GetModelMetadata(None, None)  # type: ignore[arg-type]
+    result = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(result)  # type: ignore[attr-defined]
+    return result
+
+
+def test_the_contracts_signature_has_no_problems() -> None:
+    assert serving_client.signature_problems(signatures()) == []
+
+
+def test_a_float_input_or_five_outputs_are_named_as_problems() -> None:
+    problems = serving_client.signature_problems(signatures(types_pb2.DT_FLOAT, classes=5))
+    assert problems == [
+        "input 'image' is float32, expected uint8",
+        "output 'probabilities' has shape [-1, 5], expected [-1, 8]",
+    ]
+
+
+def test_a_missing_signature_is_a_problem() -> None:
+    assert serving_client.signature_problems(get_model_metadata_pb2.SignatureDefMap()) == [
+        "no signature 'serving_default'"
+    ]
+
+
+# --- against the fake TF Serving over real gRPC ---
+
+
+def run_client(settings: Settings, work):  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        client = serving_client.ServingClient(settings)
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def test_predict_returns_one_row_per_image_and_the_served_version(fake_serving: FakeServingServer) -> None:
+    images = batch(4)
+    prediction = run_client(Settings(tf_serving_host=fake_serving.address), lambda c: c.predict(images))
+    assert prediction.model_version == "7"
+    assert np.allclose(prediction.probabilities, fake_probabilities(images))
+    assert fake_serving.servicer.behaviour.calls == [4]
+
+
+def test_unavailable_is_retried_and_then_succeeds(fake_serving: FakeServingServer) -> None:
+    fake_serving.servicer.behaviour.fail_with = grpc.StatusCode.UNAVAILABLE
+    fake_serving.servicer.behaviour.fail_times = 2
+    settings = Settings(tf_serving_host=fake_serving.address, serving_retries=2)
+    prediction = run_client(settings, lambda c: c.predict(batch(1)))
+    assert prediction.probabilities.shape == (1, 8)
+
+
+def test_unavailable_beyond_the_retries_is_a_503(fake_serving: FakeServingServer) -> None:
+    fake_serving.servicer.behaviour.fail_with = grpc.StatusCode.UNAVAILABLE
+    fake_serving.servicer.behaviour.fail_times = 3
+    settings = Settings(tf_serving_host=fake_serving.address, serving_retries=2)
+    with pytest.raises(UpstreamUnavailable):
+        run_client(settings, lambda c: c.predict(batch(1)))
+    assert fake_serving.servicer.behaviour.fail_times == 0  # 1 try + 2 retries
+
+
+def test_other_errors_are_not_retried(fake_serving: FakeServingServer) -> None:
+    fake_serving.servicer.behaviour.fail_with = grpc.StatusCode.INTERNAL
+    with pytest.raises(UpstreamError):
+        run_client(Settings(tf_serving_host=fake_serving.address), lambda c: c.predict(batch(1)))
+    assert fake_serving.servicer.behaviour.fail_times == 1_000_000 - 1
+
+
+def test_a_slow_model_hits_the_deadline(fake_serving: FakeServingServer) -> None:
+    fake_serving.servicer.behaviour.delay_s = 1.0
+    settings = Settings(tf_serving_host=fake_serving.address, serving_timeout_s=0.2)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        run_client(settings, lambda c: c.predict(batch(1)))
+    assert time.monotonic() - started < 0.9
+
+
+def test_nobody_listening_is_a_fast_503() -> None:
+    from tests.support.standin import free_port
+
+    settings = Settings(tf_serving_host=f"127.0.0.1:{free_port()}", serving_timeout_s=5)
+    started = time.monotonic()
+    with pytest.raises(UpstreamUnavailable):
+        run_client(settings, lambda c: c.predict(batch(1)))
+    assert time.monotonic() - started < 2
+
+
+def test_the_contract_check_passes_against_a_matching_model(fake_serving: FakeServingServer) -> None:
+    status = run_client(Settings(tf_serving_host=fake_serving.address), lambda c: c.check_contract())
+    assert status.ready
+    assert status.model_version == "7"
+
+
+def test_the_contract_check_fails_on_a_float_input(fake_serving: FakeServingServer) -> None:
+    fake_serving.servicer.behaviour.input_dtype = types_pb2.DT_FLOAT
+    status = run_client(Settings(tf_serving_host=fake_serving.address), lambda c: c.check_contract())
+    assert not status.ready
+    assert "input 'image' is float32, expected uint8" in status.reason
+
+
+def test_the_contract_check_fails_while_the_model_is_loading(fake_serving: FakeServingServer) -> None:
+    fake_serving.servicer.behaviour.state = get_model_status_pb2.ModelVersionStatus.LOADING
+    status = run_client(Settings(tf_serving_host=fake_serving.address), lambda c: c.check_contract())
+    assert not status.ready
+    assert "LOADING" in status.reason
