@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): run as modules, never collected by pytest (no test_ prefix)."""
