@@ -63,7 +63,7 @@ class FakeServing(
         self.behaviour = Behaviour()
         self._lock = threading.Lock()
 
-    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> object:  # noqa: N802
+    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> object:
         b = self.behaviour
         if b.delay_s:
             time.sleep(b.delay_s)
@@ -73,7 +73,9 @@ class FakeServing(
                 context.abort(b.fail_with, "fake failure")
         tensor = request.inputs[contract.INPUT_NAME]
         if tensor.dtype != b.input_dtype:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Expects arg[0] to be float but uint8 is provided")
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "Expects arg[0] to be float but uint8 is provided"
+            )
         shape = tuple(dim.size for dim in tensor.tensor_shape.dim)
         batch = np.frombuffer(tensor.tensor_content, dtype=np.uint8).reshape(shape)
         b.calls.append(shape[0])
@@ -89,7 +91,7 @@ class FakeServing(
             output.tensor_shape.dim.add(size=size)
         return response
 
-    def GetModelMetadata(self, request: object, context: grpc.ServicerContext) -> object:  # noqa: N802
+    def GetModelMetadata(self, request: object, context: grpc.ServicerContext) -> object:
         b = self.behaviour
         signature = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
         signature.inputs[contract.INPUT_NAME].CopyFrom(tensor_info(b.input_dtype, contract.INPUT_SHAPE))
@@ -102,7 +104,7 @@ class FakeServing(
         response.metadata["signature_def"].Pack(signatures)
         return response
 
-    def GetModelStatus(self, request: object, context: grpc.ServicerContext) -> object:  # noqa: N802
+    def GetModelStatus(self, request: object, context: grpc.ServicerContext) -> object:
         response = get_model_status_pb2.GetModelStatusResponse()
         response.model_version_status.add(version=self.behaviour.version, state=self.behaviour.state)
         return response

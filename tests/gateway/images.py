@@ -17,7 +17,7 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
 
 
 def photo(width: int = 640, height: int = 480, seed: int = 0) -> np.ndarray:
-    """A camera-trap-like RGB frame: smooth gradients, a few shapes and sensor noise (detail at every scale)."""
+    """A camera-trap-like RGB frame: gradients, a few shapes and sensor noise (detail at every scale)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.stack(

@@ -110,7 +110,9 @@ def test_grpc_status_codes_map_to_gateway_errors(code: grpc.StatusCode, error: t
         assert mapped.headers == {"Retry-After": "4"}
 
 
-def signatures(input_dtype: int = types_pb2.DT_UINT8, classes: int = 8) -> get_model_metadata_pb2.SignatureDefMap:
+def signatures(
+    input_dtype: int = types_pb2.DT_UINT8, classes: int = 8
+) -> get_model_metadata_pb2.SignatureDefMap:
     servicer = FakeServing()
     servicer.behaviour.input_dtype = input_dtype
     servicer.behaviour.classes = classes
