@@ -1,0 +1,398 @@
+"""The level-4 control plane as the tests see it: where its binaries and kubeconfig are, how to run kubectl
+and helm against it, and the checks the tests assert (each raises AssertionError naming what is wrong, so the
+"broken copy" tests can show that every check fails when it should).
+
+The control plane itself is started by hack/sim/cluster.sh (kwokctl's binary runtime); see conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+REPO = Path(__file__).resolve().parents[2]
+SIM_MK = REPO / "hack" / "sim.mk"
+SIM_SCRIPT = REPO / "hack" / "sim" / "cluster.sh"
+BIN = REPO / "bin"
+HELM = BIN / "helm"
+
+NAMESPACE = "species-classifier"
+RELEASE = "species-classifier"
+COMPONENTS = ("gateway", "serving")
+SELECTOR_KEYS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")
+# Pod Security admission's namespace labels: https://kubernetes.io/docs/concepts/security/pod-security-admission/
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+# kwok never makes a pod with an image of this tag ready (hack/sim/kwok.yaml, stage pod-image-never-ready).
+NEVER_READY_TAG = "never-ready"
+
+Manifest = dict[str, Any]
+
+
+def sim_version(name: str) -> str:
+    """A version pinned in hack/sim.mk (KUBE_VERSION, ETCD_VERSION, KWOK_VERSION), read by make and tests."""
+    match = re.search(rf"^{name} := (\S+)$", SIM_MK.read_text(), re.MULTILINE)
+    if not match:
+        raise LookupError(f"{name} is not set in {SIM_MK}")
+    return match.group(1)
+
+
+def deployment_name(component: str) -> str:
+    return f"species-classifier-{component}"
+
+
+@dataclass
+class ControlPlane:
+    """A running control plane: its kubeconfig, the pinned kubectl and typed API clients."""
+
+    kubeconfig: Path
+    kubectl_path: Path
+    api: client.ApiClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api = config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    @property
+    def discovery(self) -> client.DiscoveryV1Api:
+        return client.DiscoveryV1Api(self.api)
+
+    def run(
+        self, argv: list[str], stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a CLI (kubectl, helm) with this cluster's kubeconfig; a failure names the command."""
+        result = subprocess.run(
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            check=False,
+            timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv)} exited {result.returncode}:\n"
+                f"{result.stderr.strip()}\n{result.stdout.strip()}"
+            )
+        return result
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run([str(self.kubectl_path), *args], stdin=stdin, check=check)
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run([str(HELM), *args], check=check)
+
+    def apply(
+        self, objects: Iterable[Manifest], *extra: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`kubectl apply -f -` of the given objects (extra flags such as --dry-run=server appended)."""
+        return self.kubectl("apply", "-f", "-", *extra, stdin=yaml.safe_dump_all(list(objects)), check=check)
+
+    # --- namespaces ------------------------------------------------------------------------------------
+
+    def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> None:
+        body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels or {}))
+        self.core.create_namespace(body)
+        # The ServiceAccount admission plugin wants the namespace's default ServiceAccount before pods.
+        wait_until(
+            lambda: _exists(lambda: self.core.read_namespaced_service_account("default", name)),
+            60,
+            f"namespace {name} never got its default ServiceAccount",
+        )
+
+    def delete_namespace(self, name: str, timeout: float = 120) -> None:
+        """Delete a namespace and wait until it is gone (its NodePorts and names are free again)."""
+        with contextlib.suppress(ApiException):
+            self.core.delete_namespace(name)
+        wait_until(
+            lambda: not _exists(lambda: self.core.read_namespace(name)),
+            timeout,
+            f"namespace {name} still terminating after {timeout}s",
+        )
+
+
+def _exists(read: Callable[[], object]) -> bool:
+    try:
+        read()
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, message: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(interval)
+
+
+# --- renders -----------------------------------------------------------------------------------------
+
+
+def objects_of_kind(objects: Iterable[Manifest], kind: str) -> list[Manifest]:
+    return [obj for obj in objects if obj.get("kind") == kind]
+
+
+def into_namespace(objects: Iterable[Manifest], namespace: str) -> list[Manifest]:
+    """A render moved into another namespace, so a modified copy never touches the real one.
+
+    The Namespace object is dropped (the test creates its own) and fixed NodePorts are released: node ports
+    are cluster-wide, and the kind overlay's 30080 may be held by the real apply.
+    """
+    moved = []
+    for obj in objects:
+        if obj.get("kind") == "Namespace":
+            continue
+        obj["metadata"]["namespace"] = namespace
+        for port in obj.get("spec", {}).get("ports", []) if obj.get("kind") == "Service" else []:
+            port.pop("nodePort", None)
+        moved.append(obj)
+    return moved
+
+
+def pod_templates(objects: Iterable[Manifest]) -> Iterator[tuple[str, Manifest]]:
+    """Every pod an object set creates: each Deployment's template and each bare Pod (the helm test hook)."""
+    for obj in objects:
+        if obj.get("kind") == "Deployment":
+            yield f"Deployment/{obj['metadata']['name']}", obj["spec"]["template"]
+        elif obj.get("kind") == "Pod":
+            yield f"Pod/{obj['metadata']['name']}", {"metadata": obj["metadata"], "spec": obj["spec"]}
+
+
+# --- checks ------------------------------------------------------------------------------------------
+
+
+def pod_security_rejections(cp: ControlPlane, namespace: str, objects: Iterable[Manifest]) -> dict[str, str]:
+    """Create every pod of the render as a Pod with server-side dry run; the admission errors, by source.
+
+    Pod Security admission enforces on Pods only (a Deployment merely draws a warning), so this is what a
+    ReplicaSet controller or `helm test` would meet in the namespace.
+    """
+    rejected: dict[str, str] = {}
+    for source, template in pod_templates(objects):
+        metadata = dict(template.get("metadata") or {})
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"generateName": "psa-check-", "labels": metadata.get("labels", {})},
+            "spec": template["spec"],
+        }
+        try:
+            cp.core.create_namespaced_pod(namespace, pod, dry_run="All")
+        except ApiException as error:
+            rejected[source] = json.loads(error.body).get("message", error.body) if error.body else str(error)
+    return rejected
+
+
+def wait_for_rollout(cp: ControlPlane, namespace: str, name: str, timeout: float = 90) -> client.V1Deployment:
+    """Wait until a Deployment's newest ReplicaSet has every replica ready and available, no old pod left.
+
+    The same condition as `kubectl rollout status`; on timeout the error carries the Deployment status and the
+    ReplicaSets' failure conditions (a Pod Security rejection shows up there as FailedCreate).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        dep = cp.apps.read_namespaced_deployment(name, namespace)
+        status, want = dep.status, dep.spec.replicas
+        if (
+            (status.observed_generation or 0) >= dep.metadata.generation
+            and (status.updated_replicas or 0) == want
+            and (status.replicas or 0) == want
+            and (status.available_replicas or 0) == want
+            and (status.ready_replicas or 0) == want
+        ):
+            return dep
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"Deployment {namespace}/{name} did not roll out in {timeout}s: "
+                + _diagnose(cp, namespace, dep)
+            )
+        time.sleep(0.5)
+
+
+def _diagnose(cp: ControlPlane, namespace: str, dep: client.V1Deployment) -> str:
+    status = dep.status
+    lines = [
+        f"replicas={status.replicas} updated={status.updated_replicas} ready={status.ready_replicas} "
+        f"available={status.available_replicas} (want {dep.spec.replicas})"
+    ]
+    for cond in status.conditions or []:
+        lines.append(f"Deployment {cond.type}={cond.status} {cond.reason}: {cond.message}")
+    for rs in owned_replicasets(cp, namespace, dep):
+        for cond in rs.status.conditions or []:
+            lines.append(
+                f"ReplicaSet {rs.metadata.name} {cond.type}={cond.status} {cond.reason}: {cond.message}"
+            )
+    for pod in deployment_pods(cp, namespace, dep.metadata.name):
+        waiting = [
+            cs.state.waiting.reason
+            for cs in pod.status.container_statuses or []
+            if cs.state and cs.state.waiting
+        ]
+        lines.append(f"Pod {pod.metadata.name} phase={pod.status.phase} waiting={waiting}")
+    return "; ".join(lines)
+
+
+def owned_replicasets(
+    cp: ControlPlane, namespace: str, dep: client.V1Deployment
+) -> list[client.V1ReplicaSet]:
+    return [
+        rs
+        for rs in cp.apps.list_namespaced_replica_set(namespace).items
+        if any(ref.uid == dep.metadata.uid for ref in rs.metadata.owner_references or [])
+    ]
+
+
+def deployment_pods(cp: ControlPlane, namespace: str, name: str) -> list[client.V1Pod]:
+    """The live (not terminating) pods of a Deployment, found by ownership rather than by labels."""
+    dep = cp.apps.read_namespaced_deployment(name, namespace)
+    rs_uids = {rs.metadata.uid for rs in owned_replicasets(cp, namespace, dep)}
+    return [
+        pod
+        for pod in cp.core.list_namespaced_pod(namespace).items
+        if pod.metadata.deletion_timestamp is None
+        and any(ref.uid in rs_uids for ref in pod.metadata.owner_references or [])
+    ]
+
+
+def endpoint_pods(cp: ControlPlane, namespace: str, service: str) -> dict[str, dict[str, Any]]:
+    """Pods named by a Service's EndpointSlices: pod name -> addresses, readiness and the slice's ports."""
+    found: dict[str, dict[str, Any]] = {}
+    slices = cp.discovery.list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={service}"
+    ).items
+    for eps in slices:
+        ports = sorted((p.name, p.port) for p in eps.ports or [])
+        for ep in eps.endpoints or []:
+            if ep.target_ref is None or ep.target_ref.kind != "Pod":
+                continue
+            found[ep.target_ref.name] = {
+                "addresses": sorted(ep.addresses),
+                "ready": bool(ep.conditions and ep.conditions.ready),
+                "ports": ports,
+            }
+    return found
+
+
+def assert_service_endpoints_are_deployment_pods(
+    cp: ControlPlane,
+    namespace: str,
+    service: str,
+    deployment: str,
+    ports: dict[str, int],
+    timeout: float = 30,
+) -> None:
+    """A Service's EndpointSlices list exactly the Deployment's pods: ready, at the pod IP, right ports.
+
+    The EndpointSlice controller catches up asynchronously, so the comparison is retried until `timeout`.
+    """
+    want_ports = sorted(ports.items())
+    last = ""
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = {pod.metadata.name: pod for pod in deployment_pods(cp, namespace, deployment)}
+        endpoints = endpoint_pods(cp, namespace, service)
+        problems = []
+        if set(endpoints) != set(pods):
+            problems.append(
+                f"EndpointSlices of Service {service} list pods {sorted(endpoints)}, "
+                f"Deployment {deployment} has {sorted(pods)}"
+            )
+        for name, ep in endpoints.items():
+            pod = pods.get(name)
+            if pod is not None and ep["addresses"] != sorted(ip.ip for ip in pod.status.pod_i_ps or []):
+                problems.append(f"endpoint {name} has addresses {ep['addresses']}, pod IPs differ")
+            if not ep["ready"]:
+                problems.append(f"endpoint {name} is not ready")
+            if ep["ports"] != want_ports:
+                problems.append(f"endpoint {name} has ports {ep['ports']}, want {want_ports}")
+        if not pods:
+            problems.append(f"Deployment {deployment} has no pods")
+        if not problems:
+            return
+        last = "; ".join(problems)
+        if time.monotonic() > deadline:
+            raise AssertionError(last)
+        time.sleep(0.5)
+
+
+@dataclass
+class ReadyReplicasRecorder:
+    """Watches a namespace's Deployments in a thread and records every (name, ready, available, desired) seen.
+
+    Used to show `maxUnavailable: 0`: during a rollout, available replicas never drop below the desired count.
+    """
+
+    cp: ControlPlane
+    namespace: str
+    samples: list[tuple[str, int, int, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> ReadyReplicasRecorder:
+        def run() -> None:
+            apps = client.AppsV1Api(self.cp.api)
+            # Short watches resumed from the last resourceVersion: no change is missed between two of them,
+            # and the thread notices the stop request within a second.
+            resource_version = None
+            while not self._stop.is_set():
+                kwargs: dict[str, Any] = {"timeout_seconds": 1}
+                if resource_version:
+                    kwargs["resource_version"] = resource_version
+                for event in watch.Watch().stream(apps.list_namespaced_deployment, self.namespace, **kwargs):
+                    dep = event["object"]
+                    resource_version = dep.metadata.resource_version
+                    self.samples.append(
+                        (
+                            dep.metadata.name,
+                            dep.status.ready_replicas or 0,
+                            dep.status.available_replicas or 0,
+                            dep.spec.replicas,
+                        )
+                    )
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        wait_until(lambda: bool(self.samples), 10, f"no Deployment seen in namespace {self.namespace}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+
+    def lowest_available(self, name: str) -> tuple[int, int]:
+        """(fewest available replicas seen, desired replicas then) for one Deployment."""
+        seen = [(available, desired) for n, _ready, available, desired in self.samples if n == name]
+        if not seen:
+            raise AssertionError(f"no status of Deployment {name} was observed")
+        return min(seen, key=lambda s: s[0] - s[1])

@@ -1,0 +1,225 @@
+"""The chart's whole release lifecycle with the pinned helm against the control plane: install with the kind
+values, `helm test`, an upgrade that changes an image tag, rollback, uninstall; and an upgrade that cannot
+roll out. kwok plays the pods: they become ready at once (or never, for an image tagged `never-ready`), and a
+`helm test` pod runs to completion, so these tests prove what Kubernetes does with the objects, not what the
+containers do."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import watch
+
+from tests.controlplane import cluster
+from tests.packaging import render
+
+CHART = str(render.CHART)
+KIND_VALUES = str(render.CHART / "values-kind.yaml")
+TIMEOUT = "90s"
+SERVICE_PORTS = {"gateway": {"http": 9696}, "serving": {"grpc": 8500, "http": 8501}}
+
+
+@pytest.fixture
+def release_namespace(helm_ready: cluster.ControlPlane) -> Iterator[str]:
+    """The release's namespace, created with the kind overlay's Namespace labels (Pod Security restricted)."""
+    [namespace] = cluster.objects_of_kind(render.render_kustomize("kind"), "Namespace")
+    helm_ready.create_namespace(cluster.NAMESPACE, labels=namespace["metadata"]["labels"])
+    try:
+        yield cluster.NAMESPACE
+    finally:
+        helm_ready.helm(
+            "uninstall", cluster.RELEASE, "-n", cluster.NAMESPACE, "--ignore-not-found", check=False
+        )
+        helm_ready.delete_namespace(cluster.NAMESPACE)
+
+
+def install(cp: cluster.ControlPlane, *extra: str) -> None:
+    cp.helm(
+        "install",
+        cluster.RELEASE,
+        CHART,
+        "-n",
+        cluster.NAMESPACE,
+        "-f",
+        KIND_VALUES,
+        "--wait",
+        "--timeout",
+        TIMEOUT,
+        *extra,
+    )
+
+
+def image_of(cp: cluster.ControlPlane, component: str) -> str:
+    dep = cp.apps.read_namespaced_deployment(cluster.deployment_name(component), cluster.NAMESPACE)
+    return str(dep.spec.template.spec.containers[0].image)
+
+
+def test_helm_install_with_kind_values_rolls_out_both_workloads_behind_their_services(
+    helm_ready: cluster.ControlPlane, release_namespace: str
+) -> None:
+    install(helm_ready)
+
+    for component in cluster.COMPONENTS:
+        name = cluster.deployment_name(component)
+        cluster.wait_for_rollout(helm_ready, release_namespace, name)
+        cluster.assert_service_endpoints_are_deployment_pods(
+            helm_ready, release_namespace, name, name, SERVICE_PORTS[component]
+        )
+    assert image_of(helm_ready, "gateway") == "docker.io/species-classifier/gateway:0.1.0"
+    assert image_of(helm_ready, "serving") == "docker.io/species-classifier/serving:0.1.0"
+
+
+def test_helm_test_creates_its_pod_in_the_restricted_namespace(
+    helm_ready: cluster.ControlPlane, release_namespace: str
+) -> None:
+    install(helm_ready)
+    created: list[str] = []
+    stop = threading.Event()
+
+    def record_test_pods() -> None:
+        w = watch.Watch()
+        for event in w.stream(
+            helm_ready.core.list_namespaced_pod,
+            release_namespace,
+            label_selector="app.kubernetes.io/component=test",
+            timeout_seconds=60,
+        ):
+            if event["type"] == "ADDED":
+                created.append(event["object"].metadata.name)
+            if stop.is_set():
+                w.stop()
+
+    watcher = threading.Thread(target=record_test_pods, daemon=True)
+    watcher.start()
+    try:
+        result = helm_ready.helm("test", cluster.RELEASE, "-n", release_namespace, "--timeout", TIMEOUT)
+    finally:
+        stop.set()
+
+    assert "Phase:          Succeeded" in result.stdout or "Phase: Succeeded" in result.stdout, result.stdout
+    cluster.wait_until(lambda: bool(created), 10, "the helm test pod was never seen")
+    assert created == [f"{cluster.RELEASE}-test-predict"]
+
+
+def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_a_ready_pod(
+    helm_ready: cluster.ControlPlane, release_namespace: str
+) -> None:
+    gateway = cluster.deployment_name("gateway")
+    # Three gateway replicas, so the rollout takes several surge-then-retire steps.
+    install(helm_ready, "--set", "gateway.replicaCount=3")
+    dep = cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
+    first_replicasets = {
+        rs.metadata.name for rs in cluster.owned_replicasets(helm_ready, release_namespace, dep)
+    }
+
+    with cluster.ReadyReplicasRecorder(helm_ready, release_namespace) as recorder:
+        helm_ready.helm(
+            "upgrade",
+            cluster.RELEASE,
+            CHART,
+            "-n",
+            release_namespace,
+            "-f",
+            KIND_VALUES,
+            "--set",
+            "gateway.replicaCount=3",
+            "--set",
+            "gateway.image.tag=0.1.1",
+            "--wait",
+            "--timeout",
+            TIMEOUT,
+        )
+        dep = cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
+
+    assert image_of(helm_ready, "gateway") == "docker.io/species-classifier/gateway:0.1.1"
+    replicasets = cluster.owned_replicasets(helm_ready, release_namespace, dep)
+    new = [rs for rs in replicasets if rs.metadata.name not in first_replicasets]
+    assert len(new) == 1, "the upgrade did not create exactly one new ReplicaSet"
+    assert new[0].status.ready_replicas == 3
+    assert all(rs.spec.replicas == 0 for rs in replicasets if rs.metadata.name in first_replicasets)
+    lowest, desired = recorder.lowest_available(gateway)
+    assert lowest >= desired, f"available gateway replicas fell to {lowest} of {desired} during the rollout"
+    # The serving Deployment was not touched by a gateway-only change.
+    assert image_of(helm_ready, "serving") == "docker.io/species-classifier/serving:0.1.0"
+
+    with cluster.ReadyReplicasRecorder(helm_ready, release_namespace) as recorder:
+        helm_ready.helm(
+            "rollback", cluster.RELEASE, "1", "-n", release_namespace, "--wait", "--timeout", TIMEOUT
+        )
+        cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
+
+    assert image_of(helm_ready, "gateway") == "docker.io/species-classifier/gateway:0.1.0"
+    lowest, desired = recorder.lowest_available(gateway)
+    assert lowest >= desired, f"available gateway replicas fell to {lowest} of {desired} during the rollback"
+    history = helm_ready.helm("history", cluster.RELEASE, "-n", release_namespace, "-o", "json").stdout
+    assert '"revision":3' in history.replace(" ", "")
+
+
+def test_helm_uninstall_leaves_nothing_behind(
+    helm_ready: cluster.ControlPlane, release_namespace: str
+) -> None:
+    install(helm_ready)
+    helm_ready.helm("test", cluster.RELEASE, "-n", release_namespace, "--timeout", TIMEOUT)
+
+    helm_ready.helm("uninstall", cluster.RELEASE, "-n", release_namespace, "--wait", "--timeout", TIMEOUT)
+
+    def leftovers() -> list[str]:
+        kinds = helm_ready.kubectl(
+            "api-resources", "--namespaced", "--verbs=list", "-o", "name"
+        ).stdout.split()
+        # Events are the cluster's record of what happened, not objects the release owns.
+        kinds = [k for k in kinds if k not in {"events", "events.events.k8s.io"}]
+        names = helm_ready.kubectl(
+            "get", ",".join(kinds), "-n", release_namespace, "-o", "name"
+        ).stdout.split()
+        # Every namespace gets these from the control plane itself.
+        own = {"configmap/kube-root-ca.crt", "serviceaccount/default"}
+        return sorted(set(names) - own)
+
+    remaining: list[str] = []
+
+    def nothing_left() -> bool:
+        remaining[:] = leftovers()
+        return not remaining
+
+    cluster.wait_until(nothing_left, 30, f"objects left after helm uninstall: {remaining}")
+
+
+def test_a_helm_upgrade_whose_pods_never_become_ready_fails_and_keeps_the_old_pods_serving(
+    helm_ready: cluster.ControlPlane, release_namespace: str
+) -> None:
+    gateway = cluster.deployment_name("gateway")
+    install(helm_ready)
+    cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
+    serving_before = {
+        p.metadata.name for p in cluster.deployment_pods(helm_ready, release_namespace, gateway)
+    }
+
+    upgrade = helm_ready.helm(
+        "upgrade",
+        cluster.RELEASE,
+        CHART,
+        "-n",
+        release_namespace,
+        "-f",
+        KIND_VALUES,
+        "--set",
+        f"gateway.image.tag={cluster.NEVER_READY_TAG}",
+        "--wait",
+        "--timeout",
+        "20s",
+        check=False,
+    )
+
+    assert upgrade.returncode != 0, upgrade.stdout
+    with pytest.raises(AssertionError, match="ImagePullBackOff"):
+        cluster.wait_for_rollout(helm_ready, release_namespace, gateway, timeout=5)
+    # maxUnavailable 0: the old pod keeps serving while the new one cannot start.
+    endpoints = cluster.endpoint_pods(helm_ready, release_namespace, gateway)
+    assert {name for name, ep in endpoints.items() if ep["ready"]} == serving_before
+
+    helm_ready.helm("rollback", cluster.RELEASE, "1", "-n", release_namespace, "--wait", "--timeout", TIMEOUT)
+    cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
+    assert image_of(helm_ready, "gateway") == "docker.io/species-classifier/gateway:0.1.0"

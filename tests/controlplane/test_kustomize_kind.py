@@ -1,0 +1,152 @@
+"""`kubectl apply -k k8s/overlays/kind` on the control plane: both workloads roll out on kwok's simulated
+nodes, and their Services route to exactly their pods. The broken copies show each check failing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.controlplane import cluster
+from tests.packaging import render
+
+OVERLAY = cluster.REPO / "k8s" / "overlays" / "kind"
+SERVICE_PORTS = {"gateway": {"http": 9696}, "serving": {"grpc": 8500, "http": 8501}}
+
+
+@pytest.fixture(scope="module")
+def kind_overlay_applied(control_plane: cluster.ControlPlane) -> Iterator[cluster.ControlPlane]:
+    control_plane.kubectl("apply", "-k", str(OVERLAY))
+    try:
+        yield control_plane
+    finally:
+        control_plane.kubectl("delete", "-k", str(OVERLAY), "--ignore-not-found", "--wait=false")
+        control_plane.delete_namespace(cluster.NAMESPACE)
+
+
+@pytest.mark.parametrize("component", cluster.COMPONENTS)
+def test_the_deployment_rolls_out_with_every_replica_ready(
+    kind_overlay_applied: cluster.ControlPlane, component: str
+) -> None:
+    dep = cluster.wait_for_rollout(
+        kind_overlay_applied, cluster.NAMESPACE, cluster.deployment_name(component)
+    )
+
+    pods = cluster.deployment_pods(kind_overlay_applied, cluster.NAMESPACE, dep.metadata.name)
+    assert len(pods) == dep.spec.replicas
+    assert all(pod.status.phase == "Running" and pod.spec.node_name for pod in pods)
+
+
+def test_the_namespace_enforces_restricted_and_admitted_every_pod(
+    kind_overlay_applied: cluster.ControlPlane,
+) -> None:
+    namespace = kind_overlay_applied.core.read_namespace(cluster.NAMESPACE)
+    assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+    for component in cluster.COMPONENTS:
+        dep = cluster.wait_for_rollout(
+            kind_overlay_applied, cluster.NAMESPACE, cluster.deployment_name(component)
+        )
+        for rs in cluster.owned_replicasets(kind_overlay_applied, cluster.NAMESPACE, dep):
+            failures = [c.message for c in rs.status.conditions or [] if c.type == "ReplicaFailure"]
+            assert failures == [], f"ReplicaSet {rs.metadata.name} could not create pods: {failures}"
+
+
+@pytest.mark.parametrize("component", cluster.COMPONENTS)
+def test_the_services_endpointslices_list_exactly_the_deployments_pods(
+    kind_overlay_applied: cluster.ControlPlane, component: str
+) -> None:
+    name = cluster.deployment_name(component)
+    cluster.wait_for_rollout(kind_overlay_applied, cluster.NAMESPACE, name)
+
+    cluster.assert_service_endpoints_are_deployment_pods(
+        kind_overlay_applied, cluster.NAMESPACE, name, name, SERVICE_PORTS[component]
+    )
+
+
+def test_the_headless_serving_service_resolves_to_every_serving_pod(
+    kind_overlay_applied: cluster.ControlPlane,
+) -> None:
+    name = cluster.deployment_name("serving")
+    cluster.wait_for_rollout(kind_overlay_applied, cluster.NAMESPACE, name)
+    service = kind_overlay_applied.core.read_namespaced_service(name, cluster.NAMESPACE)
+    assert service.spec.cluster_ip == "None"
+    assert not service.spec.publish_not_ready_addresses
+
+    # Cluster DNS answers a headless name with the ready addresses of its EndpointSlices.
+    cluster.assert_service_endpoints_are_deployment_pods(
+        kind_overlay_applied, cluster.NAMESPACE, name, name, SERVICE_PORTS["serving"]
+    )
+    pod_ips = {
+        ip.ip
+        for pod in cluster.deployment_pods(kind_overlay_applied, cluster.NAMESPACE, name)
+        for ip in pod.status.pod_i_ps
+    }
+    endpoint_ips = {
+        address
+        for endpoint in cluster.endpoint_pods(kind_overlay_applied, cluster.NAMESPACE, name).values()
+        for address in endpoint["addresses"]
+    }
+    assert endpoint_ips == pod_ips
+
+
+def test_the_gateway_service_is_published_on_node_port_30080(
+    kind_overlay_applied: cluster.ControlPlane,
+) -> None:
+    service = kind_overlay_applied.core.read_namespaced_service(
+        cluster.deployment_name("gateway"), cluster.NAMESPACE
+    )
+
+    assert service.spec.type == "NodePort"
+    assert [(p.name, p.port, p.node_port) for p in service.spec.ports] == [("http", 80, 30080)]
+
+
+# --- broken copies: each check above fails on a copy of the overlay broken on purpose --------------------
+
+
+def test_a_service_selector_that_matches_no_pod_leaves_the_service_without_endpoints(
+    control_plane: cluster.ControlPlane, scratch_namespace: str
+) -> None:
+    objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
+    gateway = cluster.deployment_name("gateway")
+    service = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == gateway)
+    service["spec"]["selector"]["app.kubernetes.io/component"] = "gatewy"
+    control_plane.apply(objects)
+    cluster.wait_for_rollout(control_plane, scratch_namespace, gateway)
+
+    with pytest.raises(AssertionError, match=r"EndpointSlices of Service \S+ list pods \[\]"):
+        cluster.assert_service_endpoints_are_deployment_pods(
+            control_plane, scratch_namespace, gateway, gateway, SERVICE_PORTS["gateway"], timeout=10
+        )
+
+
+def test_a_service_selector_that_matches_both_workloads_lists_foreign_pods(
+    control_plane: cluster.ControlPlane, scratch_namespace: str
+) -> None:
+    objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
+    serving = cluster.deployment_name("serving")
+    service = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == serving)
+    del service["spec"]["selector"]["app.kubernetes.io/component"]
+    control_plane.apply(objects)
+    for component in cluster.COMPONENTS:
+        cluster.wait_for_rollout(control_plane, scratch_namespace, cluster.deployment_name(component))
+
+    with pytest.raises(AssertionError, match="species-classifier-gateway-"):
+        cluster.assert_service_endpoints_are_deployment_pods(
+            control_plane, scratch_namespace, serving, serving, SERVICE_PORTS["serving"], timeout=10
+        )
+
+
+def test_a_pod_template_that_is_not_restricted_is_rejected_and_never_rolls_out(
+    control_plane: cluster.ControlPlane, scratch_namespace: str
+) -> None:
+    objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
+    gateway = cluster.deployment_name("gateway")
+    deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == gateway)
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = (
+        True
+    )
+    control_plane.apply(objects)
+
+    with pytest.raises(AssertionError, match="violates PodSecurity"):
+        cluster.wait_for_rollout(control_plane, scratch_namespace, gateway, timeout=15)

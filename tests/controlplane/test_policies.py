@@ -1,0 +1,155 @@
+"""HorizontalPodAutoscalers, PodDisruptionBudgets and NetworkPolicies are accepted and target the right pods.
+
+The eks overlay carries all three (two replicas of each workload, HPAs with a minimum of two, PDBs), so it is
+applied here. The controllers in kube-controller-manager resolve the references themselves: the HPA
+controller reads the scale of its target, the disruption controller counts the pods its selector matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from tests.controlplane import cluster
+from tests.packaging import render
+
+OVERLAY = cluster.REPO / "k8s" / "overlays" / "eks"
+# The HPA controller syncs every 15 s (kube-controller-manager --horizontal-pod-autoscaler-sync-period).
+HPA_SYNC_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def eks_overlay_applied(control_plane: cluster.ControlPlane) -> Iterator[cluster.ControlPlane]:
+    control_plane.kubectl("apply", "-k", str(OVERLAY))
+    try:
+        for component in cluster.COMPONENTS:
+            cluster.wait_for_rollout(control_plane, cluster.NAMESPACE, cluster.deployment_name(component))
+        yield control_plane
+    finally:
+        control_plane.kubectl("delete", "-k", str(OVERLAY), "--ignore-not-found", "--wait=false")
+        control_plane.delete_namespace(cluster.NAMESPACE)
+
+
+def hpa_able_to_scale(
+    cp: cluster.ControlPlane, namespace: str, name: str
+) -> client.V2HorizontalPodAutoscaler:
+    """Wait for the HPA controller's verdict on the scale target; fail with its message if unreadable."""
+    autoscaling = client.AutoscalingV2Api(cp.api)
+    verdict: list[client.V2HorizontalPodAutoscalerCondition] = []
+
+    def decided() -> bool:
+        hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace)
+        verdict[:] = [c for c in hpa.status.conditions or [] if c.type == "AbleToScale"]
+        return bool(verdict)
+
+    cluster.wait_until(decided, HPA_SYNC_TIMEOUT, f"HPA {name} never reported AbleToScale")
+    assert verdict[0].status == "True", f"HPA {name}: {verdict[0].reason}: {verdict[0].message}"
+    return autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace)
+
+
+def pods_selected(cp: cluster.ControlPlane, namespace: str, match_labels: dict[str, str]) -> set[str]:
+    selector = ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
+    return {
+        pod.metadata.name
+        for pod in cp.core.list_namespaced_pod(namespace, label_selector=selector).items
+        if pod.metadata.deletion_timestamp is None
+    }
+
+
+def deployment_pod_names(cp: cluster.ControlPlane, component: str) -> set[str]:
+    return {
+        p.metadata.name
+        for p in cluster.deployment_pods(cp, cluster.NAMESPACE, cluster.deployment_name(component))
+    }
+
+
+@pytest.mark.parametrize("component", cluster.COMPONENTS)
+def test_the_hpa_can_read_the_scale_of_its_deployment(
+    eks_overlay_applied: cluster.ControlPlane, component: str
+) -> None:
+    name = cluster.deployment_name(component)
+
+    hpa = hpa_able_to_scale(eks_overlay_applied, cluster.NAMESPACE, name)
+
+    target = hpa.spec.scale_target_ref
+    assert (target.api_version, target.kind, target.name) == ("apps/v1", "Deployment", name)
+    assert hpa.spec.min_replicas >= 2
+
+
+@pytest.mark.parametrize("component", cluster.COMPONENTS)
+def test_the_pdb_counts_exactly_the_deployments_pods_and_allows_one_disruption(
+    eks_overlay_applied: cluster.ControlPlane, component: str
+) -> None:
+    name = cluster.deployment_name(component)
+    policy = client.PolicyV1Api(eks_overlay_applied.api)
+    dep = eks_overlay_applied.apps.read_namespaced_deployment(name, cluster.NAMESPACE)
+
+    def counted() -> bool:
+        status = policy.read_namespaced_pod_disruption_budget(name, cluster.NAMESPACE).status
+        return (status.observed_generation or 0) > 0 and status.expected_pods == dep.spec.replicas
+
+    cluster.wait_until(
+        counted, 30, f"PDB {name} never counted the {dep.spec.replicas} pods of its Deployment"
+    )
+    pdb = policy.read_namespaced_pod_disruption_budget(name, cluster.NAMESPACE)
+    assert pods_selected(eks_overlay_applied, cluster.NAMESPACE, pdb.spec.selector.match_labels) == (
+        deployment_pod_names(eks_overlay_applied, component)
+    )
+    assert pdb.status.current_healthy == dep.spec.replicas
+    assert pdb.status.disruptions_allowed == 1
+
+
+def test_the_serving_network_policy_admits_only_gateway_pods_to_the_grpc_port(
+    eks_overlay_applied: cluster.ControlPlane,
+) -> None:
+    networking = client.NetworkingV1Api(eks_overlay_applied.api)
+    policy = networking.read_namespaced_network_policy(cluster.deployment_name("serving"), cluster.NAMESPACE)
+
+    assert pods_selected(eks_overlay_applied, cluster.NAMESPACE, policy.spec.pod_selector.match_labels) == (
+        deployment_pod_names(eks_overlay_applied, "serving")
+    )
+    assert policy.spec.policy_types == ["Ingress"]
+    [rule] = policy.spec.ingress
+    [peer] = rule.from_
+    assert pods_selected(eks_overlay_applied, cluster.NAMESPACE, peer.pod_selector.match_labels) == (
+        deployment_pod_names(eks_overlay_applied, "gateway")
+    )
+    # A named port resolves against each selected pod's container ports.
+    serving_pod = cluster.deployment_pods(
+        eks_overlay_applied, cluster.NAMESPACE, cluster.deployment_name("serving")
+    )[0]
+    container_ports = {p.name: p.container_port for c in serving_pod.spec.containers for p in c.ports}
+    assert [container_ports.get(p.port, p.port) for p in rule.ports] == [8500]
+
+
+def test_the_gateway_network_policy_selects_the_gateway_pods_and_opens_port_9696(
+    eks_overlay_applied: cluster.ControlPlane,
+) -> None:
+    networking = client.NetworkingV1Api(eks_overlay_applied.api)
+    policy = networking.read_namespaced_network_policy(cluster.deployment_name("gateway"), cluster.NAMESPACE)
+
+    assert pods_selected(eks_overlay_applied, cluster.NAMESPACE, policy.spec.pod_selector.match_labels) == (
+        deployment_pod_names(eks_overlay_applied, "gateway")
+    )
+    gateway_pod = cluster.deployment_pods(
+        eks_overlay_applied, cluster.NAMESPACE, cluster.deployment_name("gateway")
+    )[0]
+    container_ports = {p.name: p.container_port for c in gateway_pod.spec.containers for p in c.ports}
+    opened = {container_ports.get(p.port, p.port) for rule in policy.spec.ingress for p in rule.ports or []}
+    assert opened == {9696}
+
+
+def test_an_hpa_whose_target_does_not_exist_is_reported_unable_to_scale(
+    control_plane: cluster.ControlPlane, scratch_namespace: str
+) -> None:
+    hpas = cluster.into_namespace(
+        cluster.objects_of_kind(render.render_kustomize("eks"), "HorizontalPodAutoscaler"), scratch_namespace
+    )
+    hpa = hpas[0]
+    hpa["spec"]["scaleTargetRef"]["name"] += "-typo"
+    control_plane.apply([hpa])
+
+    with pytest.raises(AssertionError, match="FailedGetScale"):
+        hpa_able_to_scale(control_plane, scratch_namespace, hpa["metadata"]["name"])
