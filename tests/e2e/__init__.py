@@ -1,0 +1,1 @@
+"""End-to-end tests (level 5) against the kind cluster `make kind-up` makes."""
