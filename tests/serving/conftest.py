@@ -10,7 +10,7 @@ import pytest
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from tests.serving.builders import STABLE_LABEL
-from tests.support.standin import run_standin
+from tests.support.standin import StandInProcess, start_standin
 from tests.support.tiny_model import export_tiny_model
 
 
@@ -21,10 +21,20 @@ def tiny_model_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def standin_address(tiny_model_base: Path) -> Iterator[str]:
-    """One stand-in process shared by the read-only tests of this folder."""
-    with run_standin(tiny_model_base, extra_args=["--version-label", f"{STABLE_LABEL}=1"]) as address:
-        yield address
+def shared_standin(tiny_model_base: Path) -> Iterator[StandInProcess]:
+    """One stand-in process shared by the tests that do not stop or reconfigure it."""
+    standin = start_standin(tiny_model_base, extra_args=["--version-label", f"{STABLE_LABEL}=1"])
+    try:
+        standin.wait_until_serving()
+        yield standin
+    finally:
+        standin.stop()
+        standin.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def standin_address(shared_standin: StandInProcess) -> str:
+    return shared_standin.address
 
 
 @pytest.fixture

@@ -1,0 +1,135 @@
+"""The stand-in's process behaviour: readiness line, signals, warmup, added latency."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2, prediction_service_pb2_grpc
+
+from model import spec
+from tests.serving.builders import predict_request, solid_images
+from tests.support.standin import StandInProcess, run_standin, start_standin
+
+pytestmark = pytest.mark.process
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_ends_the_stand_in_with_status_zero_even_mid_request(
+    tiny_model_base: Path, signum: signal.Signals
+) -> None:
+    # A 60 s artificial delay keeps a Predict in flight while the signal arrives.
+    standin = start_standin(tiny_model_base, extra_args=["--delay-ms", "60000"])
+    try:
+        standin.wait_until_serving()
+        with grpc.insecure_channel(standin.address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            in_flight = stub.Predict.future(predict_request(solid_images((1, 2, 3))), timeout=60)
+            time.sleep(0.5)
+            started = time.monotonic()
+            standin.process.send_signal(signum)
+            status = standin.process.wait(timeout=20)
+            stopped_after = time.monotonic() - started
+            # The call in flight is answered within the shutdown grace, not left to hang for 60 s.
+            assert in_flight.result(timeout=5).model_spec.version.value == 2
+    finally:
+        standin.stop()
+
+    assert status == 0
+    assert stopped_after < 10
+    ready = f"stand-in serving {spec.MODEL_NAME} versions [1, 2] on {standin.address}"
+    assert ready in standin.log_text()
+
+
+def test_delay_ms_makes_a_short_client_deadline_expire(tiny_model_base: Path) -> None:
+    with (
+        run_standin(tiny_model_base, extra_args=["--delay-ms", "1500"]) as address,
+        grpc.insecure_channel(address) as channel,
+    ):
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_request(solid_images((1, 2, 3)))
+
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(request, timeout=0.3)
+        started = time.monotonic()
+        stub.Predict(request, timeout=30)
+        elapsed = time.monotonic() - started
+
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert elapsed >= 1.5
+
+
+def test_warmup_requests_are_replayed_before_the_stand_in_reports_ready(
+    shared_standin: StandInProcess,
+) -> None:
+    log = shared_standin.log_text()
+
+    replayed = re.findall(r"version (\d+): replayed (\d+) warmup request", log)
+    assert replayed == [("1", "2"), ("2", "2")], log
+    assert log.index("replayed") < log.index("stand-in serving")
+
+
+def test_a_failing_warmup_request_stops_the_load_with_status_one(
+    tiny_model_base: Path, tmp_path: Path
+) -> None:
+    base = tmp_path / spec.MODEL_NAME
+    shutil.copytree(tiny_model_base / "1", base / "1")
+    bad = predict_request(solid_images((1, 2, 3)), input_name="images")
+    record = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=bad))
+    with tf.io.TFRecordWriter(str(base / "1" / "assets.extra" / spec.WARMUP_FILENAME)) as writer:
+        writer.write(record.SerializeToString())
+
+    standin = start_standin(base)
+    try:
+        status = standin.process.wait(timeout=120)
+    finally:
+        standin.stop()
+
+    assert status == 1
+    log = standin.log_text()
+    assert "record 1 failed: INVALID_ARGUMENT: input tensor alias not found in signature: images" in log
+    assert "stand-in serving" not in log
+
+
+def test_a_base_path_without_versions_is_refused_with_status_one(tmp_path: Path) -> None:
+    (tmp_path / spec.MODEL_NAME / "not-a-version").mkdir(parents=True)
+
+    standin = start_standin(tmp_path / spec.MODEL_NAME)
+    try:
+        status = standin.process.wait(timeout=120)
+    finally:
+        standin.stop()
+
+    assert status == 1
+    assert "no numeric version directories" in standin.log_text()
+
+
+def test_parallel_requests_are_all_answered(tiny_model_base: Path, standin_address: str) -> None:
+    errors: list[BaseException] = []
+    rows: list[int] = []
+
+    def call(n: int) -> None:
+        try:
+            with grpc.insecure_channel(standin_address) as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                images = solid_images(*[(n, n, n)] * (1 + n % 4))
+                response = stub.Predict(predict_request(images), timeout=60)
+                rows.append(int(response.outputs[spec.OUTPUT_NAME].tensor_shape.dim[0].size))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not errors
+    assert sorted(rows) == sorted(1 + n % 4 for n in range(12))
