@@ -53,6 +53,12 @@ if eksctl get cluster --name "$CLUSTER_NAME" --region "$AWS_REGION" >/dev/null 2
     echo "AWS Load Balancer Controller not installed: skipped"
   fi
 
+  if "$HELM" status cluster-autoscaler --namespace kube-system >/dev/null 2>&1; then
+    # Removed before the cluster so it cannot scale the node group up again during the teardown.
+    log "uninstalling the Cluster Autoscaler"
+    "$HELM" uninstall cluster-autoscaler --namespace kube-system --wait --timeout 5m
+  fi
+
   log "deleting cluster $CLUSTER_NAME (10-15 minutes)"
   eksctl delete cluster --name "$CLUSTER_NAME" --region "$AWS_REGION" --wait
 else

@@ -22,6 +22,10 @@ CHART="$ROOT/charts/species-classifier"
 # AWS Load Balancer Controller chart (https://aws.github.io/eks-charts), pinned; chart 3.5.0 ships controller
 # v3.5.0. Its IAM policy comes from eksctl's wellKnownPolicies.awsLoadBalancerController.
 LBC_CHART_VERSION=3.5.0
+# Cluster Autoscaler chart (https://kubernetes.github.io/autoscaler), pinned; its image minor must equal the
+# cluster's Kubernetes minor (eksctl-cluster.yaml metadata.version), so the tag is set explicitly.
+CA_CHART_VERSION=9.54.0
+CA_IMAGE_TAG=v1.35.0
 GW_PY="$ROOT/.venv-gateway/bin/python"
 WORK="$ROOT/build/eks"
 export AWS_REGION
@@ -64,6 +68,7 @@ else
   log "creating cluster $CLUSTER_NAME (15-20 minutes)"
   # eksctl refuses --name/--region together with -f, so the two metadata fields are substituted in a copy.
   sed -e "s/^  name: .*/  name: $CLUSTER_NAME/" -e "s/^  region: .*/  region: $AWS_REGION/" \
+    -e "s#k8s.io/cluster-autoscaler/species-classifier:#k8s.io/cluster-autoscaler/$CLUSTER_NAME:#" \
     eksctl-cluster.yaml >"$WORK/eksctl-cluster.yaml"
   eksctl create cluster -f "$WORK/eksctl-cluster.yaml"
 fi
@@ -101,6 +106,19 @@ log "installing the AWS Load Balancer Controller (chart $LBC_CHART_VERSION)"
   --set serviceAccount.name=aws-load-balancer-controller \
   --set region="$AWS_REGION" \
   --set vpcId="$VPC_ID" \
+  --wait --timeout 10m
+
+# ---- Cluster Autoscaler ----
+log "installing the Cluster Autoscaler (chart $CA_CHART_VERSION, image $CA_IMAGE_TAG)"
+# ServiceAccount and Pod Identity role from eksctl-cluster.yaml; awsRegion is given because pods have no IMDS.
+"$HELM" upgrade --install cluster-autoscaler cluster-autoscaler \
+  --repo https://kubernetes.github.io/autoscaler --version "$CA_CHART_VERSION" \
+  --namespace kube-system \
+  --set autoDiscovery.clusterName="$CLUSTER_NAME" \
+  --set awsRegion="$AWS_REGION" \
+  --set image.tag="$CA_IMAGE_TAG" \
+  --set rbac.serviceAccount.create=false \
+  --set rbac.serviceAccount.name=cluster-autoscaler \
   --wait --timeout 10m
 
 # ---- the chart ----

@@ -134,10 +134,43 @@ def test_auto_mode_is_explicitly_chosen(config: dict[str, Any]) -> None:
     )
 
 
-def test_eks_up_substitutes_only_the_cluster_name_and_region() -> None:
-    # hack/eks-up.sh rewrites `^  name:` and `^  region:` with sed; they must match metadata only.
+def test_the_node_group_carries_the_cluster_autoscaler_discovery_tags(config: dict[str, Any]) -> None:
+    # The Cluster Autoscaler chart's default autoDiscovery.tags; `owned` scopes it to this cluster's groups.
+    name = config["metadata"]["name"]
+    iam = config["iam"]["podIdentityAssociations"]
+    assert any(
+        a["serviceAccountName"] == "cluster-autoscaler" and a["wellKnownPolicies"].get("autoScaler")
+        for a in iam
+    )
+    for group in config["managedNodeGroups"]:
+        assert group["propagateASGTags"] is True
+        assert group["tags"]["k8s.io/cluster-autoscaler/enabled"] == "true"
+        assert group["tags"][f"k8s.io/cluster-autoscaler/{name}"] == "owned"
+
+
+SED_EXPRESSIONS = (
+    "s/^  name: .*/  name: $CLUSTER_NAME/",
+    "s/^  region: .*/  region: $AWS_REGION/",
+    "s#k8s.io/cluster-autoscaler/species-classifier:#k8s.io/cluster-autoscaler/$CLUSTER_NAME:#",
+)
+
+
+def test_eks_up_renames_the_cluster_everywhere_and_nowhere_else() -> None:
+    # hack/eks-up.sh copies eksctl-cluster.yaml with these sed expressions (eksctl refuses --name with -f).
     script = (render.REPO / "hack" / "eks-up.sh").read_text()
-    assert "s/^  name: .*/  name: $CLUSTER_NAME/" in script
-    lines = CONFIG.read_text().splitlines()
-    matched = [line for line in lines if re.match(r"^  (name|region): ", line)]
-    assert matched == ["  name: species-classifier", "  region: us-east-1"]
+    for expression in SED_EXPRESSIONS:
+        assert f'-e "{expression}"' in script, expression
+    argv = ["sed"]
+    for expression in SED_EXPRESSIONS:
+        argv += ["-e", expression.replace("$CLUSTER_NAME", "demo").replace("$AWS_REGION", "eu-west-1")]
+    renamed = yaml.safe_load(
+        subprocess.run([*argv, str(CONFIG)], capture_output=True, text=True, check=True).stdout
+    )
+    original = yaml.safe_load(CONFIG.read_text())
+    assert renamed["metadata"]["name"] == "demo"
+    assert renamed["metadata"]["region"] == "eu-west-1"
+    assert renamed["managedNodeGroups"][0]["tags"]["k8s.io/cluster-autoscaler/demo"] == "owned"
+    original["metadata"].update(name="demo", region="eu-west-1")
+    tags = original["managedNodeGroups"][0]["tags"]
+    tags["k8s.io/cluster-autoscaler/demo"] = tags.pop("k8s.io/cluster-autoscaler/species-classifier")
+    assert renamed == original
