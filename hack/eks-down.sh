@@ -34,12 +34,13 @@ if eksctl get cluster --name "$CLUSTER_NAME" --region "$AWS_REGION" >/dev/null 2
 
   if "$HELM" status "$RELEASE" --namespace "$NAMESPACE" >/dev/null 2>&1; then
     log "uninstalling $RELEASE (the controller deletes its NLB)"
-    "$HELM" uninstall "$RELEASE" --namespace "$NAMESPACE" --wait --timeout 10m
+    # Foreground cascade + wait: returns only once the Service (held by the controller's finalizer until the
+    # NLB is deleted) is really gone.
+    "$HELM" uninstall "$RELEASE" --namespace "$NAMESPACE" --cascade foreground --wait --timeout 10m
   else
     echo "release $RELEASE not installed: skipped"
   fi
-  # The Service carries the controller's finalizer until the NLB is gone; wait for it so no load balancer is
-  # orphaned in the VPC (which would also block eksctl from deleting the VPC).
+  # Belt and braces: no load balancer may be orphaned in the VPC (it would also block eksctl from deleting it).
   for _ in $(seq 60); do
     kubectl -n "$NAMESPACE" get service "$RELEASE-gateway" >/dev/null 2>&1 || break
     sleep 5
