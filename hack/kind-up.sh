@@ -101,7 +101,10 @@ done
 
 # --- port-forward and golden images -----------------------------------------------------------------------
 forward_log=$(mktemp)
-kc port-forward svc/species-classifier-gateway "$FORWARD_PORT:80" >"$forward_log" 2>&1 &
+# kubectl itself in the background (not through the kc function, which would fork a subshell): $! must be
+# kubectl's own pid for the trap to stop it.
+kubectl --context "$CONTEXT" --namespace "$NAMESPACE" port-forward svc/species-classifier-gateway \
+    "$FORWARD_PORT:80" >"$forward_log" 2>&1 &
 forward_pid=$!
 cleanup() {
     kill "$forward_pid" 2>/dev/null || true
