@@ -139,13 +139,17 @@ def test_values_schema_is_strict_in_every_object_it_defines() -> None:
     assert not loose, f"objects with properties but without additionalProperties: false: {loose}"
 
 
-def test_every_value_is_documented_with_a_helm_docs_comment() -> None:
-    # A key with an inline value must sit under a `# --` comment, unless a documented ancestor covers it
-    # (a documented block such as `resources:` documents its contents).
+def read_values_documentation() -> tuple[list[str], list[str]]:
+    """(documented key paths, undocumented key lines) of values.yaml.
+
+    A key documented with a `# --` comment documents its whole block (a documented `resources:` covers its
+    contents); a key with an inline value outside any documented block is undocumented.
+    """
+    documented: list[str] = []
     undocumented: list[str] = []
+    parents: list[tuple[int, str]] = []
     documented_block_indent: int | None = None
-    previous_comment = False
-    in_comment_block = False
+    previous_comment = in_comment_block = False
     for number, line in enumerate((CHART / "values.yaml").read_text().splitlines(), start=1):
         stripped = line.strip()
         indent = len(line) - len(line.lstrip())
@@ -153,23 +157,38 @@ def test_every_value_is_documented_with_a_helm_docs_comment() -> None:
             previous_comment = in_comment_block = False
             continue
         if stripped.startswith("#"):
-            if stripped.startswith("# --"):
-                in_comment_block = True
+            in_comment_block = in_comment_block or stripped.startswith("# --")
             previous_comment = in_comment_block
             continue
+        match = re.match(r"^(\s*)([A-Za-z0-9_.\-/]+):(.*)$", line)
         if documented_block_indent is not None and indent > documented_block_indent:
             continue
         documented_block_indent = None
-        match = re.match(r"^(\s*)([A-Za-z0-9_.\-/]+):(.*)$", line)
         if not match or stripped.startswith("-"):
             continue
-        inline_value = match.group(3).strip()
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        parents.append((indent, match.group(2)))
         if previous_comment:
             documented_block_indent = indent
-        elif inline_value:
+            documented.append(".".join(key for _, key in parents))
+        elif match.group(3).strip():
             undocumented.append(f"line {number}: {stripped}")
         previous_comment = in_comment_block = False
+    return documented, undocumented
+
+
+def test_every_value_is_documented_with_a_helm_docs_comment() -> None:
+    documented, undocumented = read_values_documentation()
+    assert len(documented) > 50
     assert not undocumented, "values without a `# --` comment:\n" + "\n".join(undocumented)
+
+
+def test_the_chart_readme_lists_every_documented_value() -> None:
+    readme = (CHART / "README.md").read_text()
+    documented, _ = read_values_documentation()
+    missing = [key for key in documented if f"| `{key}` |" not in readme]
+    assert not missing, f"charts/species-classifier/README.md lacks rows for: {missing}"
 
 
 # --- names and labels ----------------------------------------------------------------------------------
