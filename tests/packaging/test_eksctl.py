@@ -127,6 +127,12 @@ def test_the_add_ons_the_chart_relies_on_are_installed(config: dict[str, Any]) -
     assert {"vpc-cni", "coredns", "kube-proxy", "metrics-server"} <= addons
 
 
+def test_the_vpc_cni_enforces_the_charts_network_policies(config: dict[str, Any]) -> None:
+    # Without the VPC CNI's network policy agent, NetworkPolicy objects are stored but never enforced.
+    vpc_cni = next(a for a in config["addons"] if a["name"] == "vpc-cni")
+    assert json.loads(vpc_cni["configurationValues"])["enableNetworkPolicy"] == "true"
+
+
 def test_auto_mode_is_explicitly_chosen(config: dict[str, Any]) -> None:
     assert isinstance(config["autoModeConfig"]["enabled"], bool)
     assert config["autoModeConfig"]["enabled"] is False, (
