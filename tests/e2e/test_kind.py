@@ -9,6 +9,7 @@ on http://localhost:8080 by kind-config.yaml. Skipped, with the reason, when no 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,57 @@ def test_the_golden_image_is_labelled_correctly_through_the_node_port(golden_dir
         body = json.load(response)
     assert body["label"] == label, body
     assert set(body["predictions"]) == set(spec.LABELS)
+
+
+def test_a_pod_without_the_gateway_labels_cannot_reach_tf_serving(core: Any) -> None:
+    # kind enforces NetworkPolicy (kindnet, since kind v0.24). The gateway image has Python; this pod runs it
+    # with other labels and tries TF Serving's gRPC port. The golden-image test is the positive control.
+    name = "e2e-networkpolicy-probe"
+    connect = (
+        "import socket, sys\n"
+        "try:\n"
+        "    socket.create_connection(('species-classifier-serving', 8500), timeout=5).close()\n"
+        "except OSError as error:\n"
+        "    print('blocked:', error); sys.exit(3)\n"
+        "print('connected'); sys.exit(0)\n"
+    )
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels={"app.kubernetes.io/name": "e2e-probe"}),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            automount_service_account_token=False,
+            security_context=client.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=10001,
+                run_as_group=10001,
+                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+            ),
+            containers=[
+                client.V1Container(
+                    name="probe",
+                    image="docker.io/species-classifier/gateway:0.1.0",
+                    image_pull_policy="IfNotPresent",
+                    command=["python", "-c", connect],
+                    security_context=client.V1SecurityContext(
+                        allow_privilege_escalation=False,
+                        read_only_root_filesystem=True,
+                        capabilities=client.V1Capabilities(drop=["ALL"]),
+                    ),
+                )
+            ],
+        ),
+    )
+    core.create_namespaced_pod(NAMESPACE, pod)
+    try:
+        deadline = time.monotonic() + 120
+        phase = None
+        while time.monotonic() < deadline:
+            phase = core.read_namespaced_pod(name, NAMESPACE).status.phase
+            if phase in ("Succeeded", "Failed"):
+                break
+            time.sleep(2)
+        output = core.read_namespaced_pod_log(name, NAMESPACE)
+        assert phase == "Failed", f"phase {phase}: {output}"
+        assert output.startswith("blocked:"), output
+    finally:
+        core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
