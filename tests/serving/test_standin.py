@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import grpc
 import numpy as np
@@ -22,8 +23,8 @@ from tests.serving.builders import STABLE_LABEL, predict_request, solid_images
 
 pytestmark = pytest.mark.process
 
-PredictionStub = prediction_service_pb2_grpc.PredictionServiceStub
-ModelStub = model_service_pb2_grpc.ModelServiceStub
+PredictionStub: TypeAlias = prediction_service_pb2_grpc.PredictionServiceStub
+ModelStub: TypeAlias = model_service_pb2_grpc.ModelServiceStub
 TIMEOUT_S = 30.0
 
 
@@ -37,7 +38,7 @@ def rpc_error(call: object, *args: object) -> grpc.RpcError:
     return caught.value
 
 
-MetadataRequest = get_model_metadata_pb2.GetModelMetadataRequest
+MetadataRequest: TypeAlias = get_model_metadata_pb2.GetModelMetadataRequest
 
 
 def metadata_request(
