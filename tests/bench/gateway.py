@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import timeit
@@ -44,9 +43,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from model import spec
-from tests.support.standin import free_port, run_standin
+from tests.support.gateway import GatewayProcess, running_gateway
+from tests.support.standin import run_standin
 
-REPO = Path(__file__).resolve().parents[2]
 SIZES = {"1080p": (1920, 1080), "12MP": (4000, 3000)}
 CONCURRENCY = (1, 8, 32)
 # Requests per (size, concurrency) run at --scale 1: enough for a stable p50 and a rough p99 in ~1-3 min.
@@ -223,56 +222,35 @@ def bench_encode(images: dict[str, bytes]) -> dict[str, Any]:
 @dataclass
 class Gateway:
     url: str
-    process: subprocess.Popen[bytes]
+    process: GatewayProcess
     ready_after_s: float
 
-    def rss_mib(self) -> float | None:
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except OSError:
-            return None
-        return None
+    def rss_mib(self) -> float:
+        return round(self.process.rss_bytes() / 2**20, 1)
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"gateway at {url} not ready after {timeout:.0f} s")
 
 
 @contextlib.contextmanager
-def run_gateway_process(gateway_python: Path, tf_serving_host: str, log_path: Path) -> Iterator[Gateway]:
+def run_gateway_process(gateway_python: Path, tf_serving_host: str) -> Iterator[Gateway]:
     """`python -m gateway` in the gateway's own environment, as its image runs it; waits for /readyz."""
-    port = free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "BIND_HOST": "127.0.0.1",
-        "BIND_PORT": str(port),
         "TF_SERVING_HOST": tf_serving_host,
         "LOG_LEVEL": "WARNING",
         "MAX_BATCH_SIZE": str(max(BATCH_SIZES)),
     }
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        started = time.monotonic()
-        process = subprocess.Popen(
-            [str(gateway_python), "-m", "gateway"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {process.returncode}; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() - started > 60:
-                raise TimeoutError(f"gateway not ready after 60 s; see {log_path}")
-            time.sleep(0.05)
-        yield Gateway(url, process, round(time.monotonic() - started, 2))
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_gateway(env, python=gateway_python) as process:
+        wait_ready(process.base_url)
+        ready_after_s = round(time.monotonic() - process.started_at, 2)
+        yield Gateway(process.base_url, process, ready_after_s)
 
 
 def scrape_stages(url: str) -> dict[str, tuple[float, float]]:
@@ -594,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     print("starting the stand-in and the gateway ...", flush=True)
     with (
         run_standin(args.model_base_path) as address,
-        run_gateway_process(args.gateway_python, address, args.out / "gateway.log") as gateway,
+        run_gateway_process(args.gateway_python, address) as gateway,
     ):
         print(f"gateway ready after {gateway.ready_after_s} s; load:", flush=True)
         warm = httpx.post(

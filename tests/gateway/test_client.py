@@ -4,19 +4,24 @@ and once against the real gateway and stand-in processes."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway import client
 from model.spec import LABELS, MODEL_NAME
+from tests.support.gateway import run_gateway
+from tests.support.standin import run_standin
 
 JPEG = b"\xff\xd8\xff\xe0fake-jpeg-bytes\xff\xd9"
 
@@ -317,15 +322,26 @@ def test_the_module_runs_in_the_gateway_environment(
 def test_the_golden_images_are_labelled_through_the_real_gateway(
     golden_dir: Path, demo_model_base: Path, gateway_python: Path
 ) -> None:
-    try:
-        from tests.support.gateway import run_gateway  # type: ignore[import-not-found,unused-ignore]
-        from tests.support.standin import run_standin  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        pytest.skip(f"tests/support gateway/stand-in launchers not available yet: {exc}")
-    with run_standin(demo_model_base) as standin, run_gateway(tf_serving_host=standin.target) as gateway:
-        for label in LABELS:
-            code, out, err = run_cli(
-                str(golden_dir / f"{label}.jpg"), "--endpoint", gateway.url, "--expect-label", label
-            )
+    with (
+        run_standin(demo_model_base) as address,
+        run_gateway({"TF_SERVING_HOST": address}, python=gateway_python) as url,
+    ):
+        wait_ready(url)
+        images = [str(golden_dir / f"{label}.jpg") for label in LABELS]
+        for label, image in zip(LABELS, images, strict=True):
+            code, out, err = run_cli(image, "--endpoint", url, "--expect-label", label)
             assert code == 0, err
             assert f"model {MODEL_NAME} v1" in out
+        code, out, err = run_cli(*images, "--endpoint", url, "--batch", "--expect-label", "leopard")
+        assert code == 2  # every golden image but the leopard's has another label
+        assert err.count("expected leopard, got") == len(LABELS) - 1
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    pytest.fail(f"gateway at {url} not ready after {timeout:.0f} s")
