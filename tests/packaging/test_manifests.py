@@ -16,7 +16,7 @@ import pytest
 
 from tests.packaging import checks, render
 from tests.packaging.checks import Manifest, find
-from tests.packaging.conftest import Render
+from tests.packaging.conftest import Render, produce
 
 pytestmark = pytest.mark.packaging
 
@@ -179,6 +179,29 @@ def test_the_kind_overlay_and_the_chart_with_values_kind_describe_the_same_workl
         "k8s/overlays/kind and charts/species-classifier -f values-kind.yaml drift "
         "(see /work/notes/K8S_CONTRACT.md for which is right):\n  " + "\n  ".join(differences)
     )
+
+
+def _unbound(objs: list[Manifest]) -> list[Manifest]:
+    """A copy without what an EKS install binds at deploy time: the image registry (ECR account and region)
+    and the replica count of Deployments an HPA owns (the chart leaves it unset, the overlay starts at 2)."""
+    objs = copy.deepcopy(objs)
+    scaled = {h["spec"]["scaleTargetRef"]["name"] for h in checks.of_kind(objs, "HorizontalPodAutoscaler")}
+    for deployment in checks.of_kind(objs, "Deployment"):
+        if deployment["metadata"]["name"] in scaled:
+            deployment["spec"].pop("replicas", None)
+        for container in checks.all_containers(deployment["spec"]["template"]["spec"]):
+            first, _, rest = container["image"].partition("/")
+            if rest and ("." in first or ":" in first):
+                container["image"] = rest
+    return objs
+
+
+def test_the_eks_overlay_and_the_chart_with_values_eks_differ_only_in_registry_and_replicas(
+    eks_overlay: list[Manifest],
+) -> None:
+    chart_eks = produce("chart-values-eks").objects
+    differences = checks.drift(_unbound(eks_overlay), _unbound(chart_eks))
+    assert not differences, "k8s/overlays/eks and values-eks.yaml drift:\n  " + "\n  ".join(differences)
 
 
 # --- kind-config.yaml --------------------------------------------------------------------------------
