@@ -1,0 +1,96 @@
+"""Stand-in options, served in-process over real gRPC: output encoding, batch and message limits, CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from model import spec
+from serving.standin.__main__ import parse_args
+from serving.standin.server import Model, Options, StandIn, load_model
+from tests.serving.builders import predict_request, solid_images
+
+pytestmark = pytest.mark.process
+
+# serve(options=None, max_message_bytes=None) -> address of a started in-process stand-in.
+Serve = Callable[..., str]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_base: Path) -> Model:
+    return load_model(spec.MODEL_NAME, tiny_model_base, warmup=False)
+
+
+@pytest.fixture
+def serve(tiny_model: Model) -> Iterator[Serve]:
+    servers: list[StandIn] = []
+
+    def start(options: Options | None = None, max_message_bytes: int | None = None) -> str:
+        kwargs = {} if max_message_bytes is None else {"max_message_bytes": max_message_bytes}
+        server = StandIn(tiny_model, port=0, options=options, **kwargs)
+        server.start()
+        servers.append(server)
+        return server.address
+
+    yield start
+    for server in servers:
+        server.stop(grace_seconds=0)
+
+
+def predict(address: str, images: np.ndarray) -> Any:
+    with grpc.insecure_channel(address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return stub.Predict(predict_request(images), timeout=30)
+
+
+def test_tensor_content_mode_packs_the_same_probabilities(serve: Serve) -> None:
+    images = solid_images((10, 200, 30), (90, 90, 90))
+
+    fields = predict(serve(), images).outputs[spec.OUTPUT_NAME]
+    packed = predict(serve(Options(as_tensor_content=True)), images).outputs[spec.OUTPUT_NAME]
+
+    assert packed.tensor_content
+    assert not packed.float_val
+    np.testing.assert_array_equal(tf.make_ndarray(packed), tf.make_ndarray(fields))
+
+
+def test_without_a_batch_limit_a_batch_of_forty_is_served(serve: Serve) -> None:
+    images = np.zeros((40, spec.IMAGE_HEIGHT, spec.IMAGE_WIDTH, spec.CHANNELS), dtype=np.uint8)
+
+    response = predict(serve(Options(max_batch_size=None)), images)
+
+    assert tf.make_ndarray(response.outputs[spec.OUTPUT_NAME]).shape == (40, len(spec.LABELS))
+
+
+def test_a_request_over_the_message_limit_is_resource_exhausted(serve: Serve) -> None:
+    address = serve(max_message_bytes=1024 * 1024)
+    # 16 images of 67.5 KB each: about 1.1 MB on the wire.
+    images = np.zeros((16, spec.IMAGE_HEIGHT, spec.IMAGE_WIDTH, spec.CHANNELS), dtype=np.uint8)
+
+    with pytest.raises(grpc.RpcError) as caught:
+        predict(address, images)
+
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_the_cli_defaults_match_the_contract() -> None:
+    args = parse_args(["--model-base-path", "build/models/species_model"])
+
+    assert args.model_name == spec.MODEL_NAME
+    assert (args.host, args.port) == ("127.0.0.1", 8500)
+    assert args.max_batch_size == Options().max_batch_size
+
+
+@pytest.mark.parametrize("label", ["stable", "stable=", "=1", "stable=one"])
+def test_a_malformed_version_label_is_a_usage_error(label: str) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse_args(["--model-base-path", "m", "--version-label", label])
+
+    assert caught.value.code == 2
