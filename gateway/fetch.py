@@ -161,7 +161,10 @@ def check_url(url: httpx.URL, settings: FetchSettings, *, what: str = "URL") -> 
     host = url.host
     if not host:
         raise ForbiddenURL(f"{what} has no host")
-    if settings.fetch_allowed_hosts and not host_allowed(host, settings.fetch_allowed_hosts):
+    # An internationalised name may be listed in Unicode or in its ASCII (punycode) form.
+    ascii_host = url.raw_host.decode("ascii", errors="replace")
+    allowed = settings.fetch_allowed_hosts
+    if allowed and not (host_allowed(host, allowed) or host_allowed(ascii_host, allowed)):
         raise ForbiddenURL(f"{what} host is not in the allowed hosts list")
     literal = _ip_literal(host)
     if literal is not None and not address_allowed(literal, allow_loopback=settings.fetch_allow_loopback):

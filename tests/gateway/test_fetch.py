@@ -157,6 +157,15 @@ def test_the_host_allow_list_matches_exact_names_and_wildcard_subdomains(
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("listed", ["bücher.example.org", "xn--bcher-kva.example.org", "*.example.org"])
+def test_an_international_host_matches_the_allow_list_in_either_spelling(listed: str) -> None:
+    config = settings(fetch_allowed_hosts=frozenset({listed}))
+    fetch.check_url(fetch.httpx.URL("https://Bücher.example.org/a.jpg"), config)
+    with pytest.raises(ForbiddenURL, match="allowed hosts"):
+        fetch.check_url(fetch.httpx.URL("https://bücher.example.net/a.jpg"), config)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("url", "message"),
     [
