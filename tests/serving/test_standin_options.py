@@ -14,7 +14,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from model import spec
 from serving.standin.__main__ import parse_args
-from serving.standin.server import Model, Options, StandIn, load_model
+from serving.standin.server import TF_SERVING_MAX_MESSAGE_BYTES, Model, Options, StandIn, load_model
 from tests.serving.builders import predict_request, solid_images
 
 pytestmark = pytest.mark.process
@@ -33,8 +33,8 @@ def serve(tiny_model: Model) -> Iterator[Serve]:
     servers: list[StandIn] = []
 
     def start(options: Options | None = None, max_message_bytes: int | None = None) -> str:
-        kwargs = {} if max_message_bytes is None else {"max_message_bytes": max_message_bytes}
-        server = StandIn(tiny_model, port=0, options=options, **kwargs)
+        limit = TF_SERVING_MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
+        server = StandIn(tiny_model, port=0, options=options, max_message_bytes=limit)
         server.start()
         servers.append(server)
         return server.address
