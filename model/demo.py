@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 MIN_TOP_SCORE = 0.6
 MIN_MARGIN = 0.3
 
-DEFAULT_PER_CLASS = {"train": 60, "valid": 12, "test": 12}
+DEFAULT_PER_CLASS = {"train": 80, "valid": 12, "test": 12}
 DEFAULT_EPOCHS = 8
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_SEED = 42
@@ -92,6 +92,7 @@ def build_demo(
     epochs: int = DEFAULT_EPOCHS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = DEFAULT_SEED,
+    dropout: float = train.DEFAULT_DROPOUT,
     version: int = 1,
 ) -> tuple[Path, list[GoldenResult]]:
     """Builds every demo output under `out`; returns the exported version folder and the golden results."""
@@ -102,7 +103,9 @@ def build_demo(
     synthetic.write_split_dataset(data_dir, per_class, seed=seed)
     logger.info("synthetic data set written in %.1f s", time.monotonic() - started)
 
-    result = train.train(data_dir, train_dir, epochs=epochs, batch_size=batch_size, seed=seed)
+    result = train.train(
+        data_dir, train_dir, epochs=epochs, batch_size=batch_size, seed=seed, dropout=dropout
+    )
     logger.info(
         "trained in %.1f s: best val_loss %.4f, test accuracy %s",
         time.monotonic() - started,
@@ -126,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--train-per-class", type=int, default=DEFAULT_PER_CLASS["train"])
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--dropout", type=float, default=train.DEFAULT_DROPOUT)
     parser.add_argument("--version", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -136,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
+        dropout=args.dropout,
         version=args.version,
     )
     print(golden_table(results))
