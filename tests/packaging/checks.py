@@ -83,16 +83,27 @@ def _validator(kind: str, api_version: str, version: str) -> jsonschema.protocol
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
+def is_builtin_api(api_version: str) -> bool:
+    """Core, unqualified (apps, batch, ...) and *.k8s.io groups are Kubernetes' own; others are CRDs."""
+    group = api_version.rpartition("/")[0]
+    return "." not in group or group.endswith(".k8s.io")
+
+
 def check_schema(objs: list[Manifest], version: str) -> Problems:
     """Every object valid against the strict Kubernetes schema of `version` (unknown fields fail).
 
-    Kinds Kubernetes does not define (CRDs such as ServiceMonitor) have no schema there; they get a
-    structural check instead (apiVersion, kind, metadata.name, a mapping spec) and the kind is named in
-    `unvalidated_kinds` so the test can report it.
+    A built-in API group without a schema for the kind (say apps/v1beta1) is an error. Custom resources
+    (such as monitoring.coreos.com ServiceMonitor) have no schema there; they get a structural check
+    instead (metadata.name, a mapping spec) and `unvalidated_kinds` names them so the test can report it.
     """
     problems: Problems = []
     for obj in objs:
         validator = _validator(obj.get("kind", ""), obj.get("apiVersion", ""), version)
+        if validator is None and is_builtin_api(obj.get("apiVersion", "")):
+            problems.append(
+                f"{name_of(obj)}: Kubernetes {version} has no {obj.get('apiVersion')} {obj.get('kind')}"
+            )
+            continue
         if validator is None:
             if not obj.get("metadata", {}).get("name") or not isinstance(obj.get("spec", {}), dict):
                 problems.append(f"{name_of(obj)}: a custom resource needs metadata.name and a mapping spec")

@@ -430,15 +430,19 @@ def test_a_broken_copy_of_the_eks_render_is_reported(eks_overlay: list[Manifest]
 
 
 @pytest.mark.parametrize("version", checks.SCHEMA_VERSIONS)
-def test_an_unknown_field_or_a_wrong_type_fails_schema_validation(
+def test_an_unknown_field_a_wrong_type_or_a_removed_api_fails_schema_validation(
     kind_overlay: list[Manifest], version: str
 ) -> None:
     broken = copy.deepcopy(kind_overlay)
     _container(broken, "gateway")["livenessProbe"]["httpGet"]["paht"] = "/healthz"
     _container(broken, "serving")["lifecycle"]["preStop"]["sleep"]["seconds"] = "5"
+    _obj(broken, "NetworkPolicy", "gateway")["apiVersion"] = "extensions/v1beta1"
     problems = checks.check_schema(broken, version)
     assert any("'paht' was unexpected" in p for p in problems), problems
     assert any("'5' is not of type 'integer'" in p for p in problems), problems
+    assert any(f"Kubernetes {version} has no extensions/v1beta1 NetworkPolicy" in p for p in problems), (
+        problems
+    )
 
 
 def test_drift_is_reported_field_by_field_and_tool_labels_are_ignored(kind_overlay: list[Manifest]) -> None:
