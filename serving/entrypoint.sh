@@ -58,6 +58,8 @@ echo "entrypoint: TF_SERVING_CPUS=$cpus; starting tensorflow_model_server" >&2
 #   The model is baked into an immutable image and a new model ships as a new image, so the default
 #   1-second poll would only burn syscalls. Append --file_system_poll_wait_seconds=60 when mounting
 #   models from a volume that changes underneath the pod.
+# --grpc_max_threads is left at TF Serving's default: request threads mostly wait in the batching queue
+#   (max_enqueued_batches bounds that queue), so their number is not what loads the CPU.
 # --enable_model_warmup: replay assets.extra/tf_serving_warmup_requests before reporting the version
 #   AVAILABLE, so the first real request does not pay for graph optimisation.
 exec tensorflow_model_server \

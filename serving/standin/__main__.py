@@ -34,6 +34,13 @@ def _version_label(text: str) -> tuple[str, int]:
     return label, int(version)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -57,7 +64,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=_non_negative, default=8500, help="gRPC port (default 8500; 0 = any)")
     parser.add_argument(
         "--max-message-mb",
-        type=_non_negative,
+        type=_positive,
         default=None,
         help="largest gRPC message accepted or sent, in MiB (default: 2 GiB, as TF Serving)",
     )

@@ -493,11 +493,14 @@ class StandIn:
         self.model = model
         self.host = host
         self._stopping = threading.Event()
-        message_options = [
+        server_options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            # gRPC binds with SO_REUSEPORT by default, so a second server on a busy port would start and
+            # silently share it; a stand-in must fail instead.
+            ("grpc.so_reuseport", 0),
         ]
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=message_options)
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=server_options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(model, options or Options(), self._stopping), self._server
         )

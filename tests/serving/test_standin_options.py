@@ -94,3 +94,11 @@ def test_a_malformed_version_label_is_a_usage_error(label: str) -> None:
         parse_args(["--model-base-path", "m", "--version-label", label])
 
     assert caught.value.code == 2
+
+
+def test_a_second_stand_in_cannot_share_a_busy_port(tiny_model: Model, serve: Serve) -> None:
+    address = serve()
+    port = int(address.rsplit(":", 1)[1])
+
+    with pytest.raises(RuntimeError, match="Failed to bind"):
+        StandIn(tiny_model, port=port)
