@@ -65,7 +65,7 @@ def test_split_folders_get_the_asked_counts_and_no_image_twice(tmp_path: Path) -
     written = synthetic.write_split_dataset(tmp_path, {"train": 3, "valid": 1, "test": 1}, seed=2)
 
     assert written == {"train": 24, "valid": 8, "test": 8}
-    contents = {}
+    contents: dict[bytes, list[Path]] = {}
     for path in tmp_path.glob("*/*/*.jpg"):
         contents.setdefault(path.read_bytes(), []).append(path)
     assert len(contents) == 40
