@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         default=2.0, ge=0, le=300, description="How long /readyz reuses a contract check result."
     )
     readiness_timeout_s: float = Field(
-        default=2.0,
+        default=1.0,
         gt=0,
         le=60,
         description="Deadline of each readiness RPC (GetModelStatus, GetModelMetadata).",
