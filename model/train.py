@@ -113,7 +113,7 @@ def make_dataset(split_dir: Path, batch_size: int, *, shuffle: bool, seed: int) 
 def set_determinism(seed: int) -> None:
     """Seeds Python, NumPy and TensorFlow and makes TensorFlow ops deterministic (same data, same weights).
 
-    Op determinism is process-wide and cannot be switched off again; training runs in its own process.
+    Op determinism is process-wide and cannot be switched off again, which suits the one-run CLIs.
     """
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
