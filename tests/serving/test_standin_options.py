@@ -10,7 +10,8 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from model import spec
 from serving.standin.__main__ import parse_args
@@ -102,3 +103,46 @@ def test_a_second_stand_in_cannot_share_a_busy_port(tiny_model: Model, serve: Se
 
     with pytest.raises(RuntimeError, match="Failed to bind"):
         StandIn(tiny_model, port=port)
+
+
+def hand_built_request(
+    images: np.ndarray, *, packed: bool, drop_bytes: int = 0
+) -> predict_pb2.PredictRequest:
+    """A PredictRequest built without TensorFlow, as the gateway builds it: raw bytes or typed int_val."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = spec.MODEL_NAME
+    tensor = request.inputs[spec.INPUT_NAME]
+    tensor.dtype = types_pb2.DT_UINT8
+    for size in images.shape:
+        tensor.tensor_shape.dim.add(size=size)
+    if packed:
+        tensor.tensor_content = images.tobytes()[: images.nbytes - drop_bytes]
+    else:
+        tensor.int_val.extend(images.ravel().tolist())
+    return request
+
+
+def test_packed_bytes_and_typed_int_values_are_the_same_image(serve: Serve) -> None:
+    images = solid_images((250, 10, 10), (10, 250, 10))
+    address = serve()
+
+    with grpc.insecure_channel(address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        packed = stub.Predict(hand_built_request(images, packed=True), timeout=30)
+        typed = stub.Predict(hand_built_request(images, packed=False), timeout=30)
+
+    np.testing.assert_array_equal(
+        tf.make_ndarray(packed.outputs[spec.OUTPUT_NAME]), tf.make_ndarray(typed.outputs[spec.OUTPUT_NAME])
+    )
+
+
+def test_tensor_bytes_that_do_not_fill_the_shape_are_invalid_argument(serve: Serve) -> None:
+    request = hand_built_request(solid_images((1, 2, 3)), packed=True, drop_bytes=3)
+
+    with grpc.insecure_channel(serve()) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(request, timeout=30)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == f"tensor parsing error: {spec.INPUT_NAME}"
