@@ -48,8 +48,9 @@ echo "entrypoint: TF_SERVING_CPUS=$cpus; starting tensorflow_model_server" >&2
 # --enable_grpc_healthcheck_service: grpc.health.v1 on the gRPC port, for Kubernetes' native gRPC probes.
 # --grpc_channel_arguments: close every client connection after ~60 s (gRPC adds +-10 % jitter) with 15 s
 #   for in-flight calls to finish. A gRPC client keeps one HTTP/2 connection, so without this a gateway pod
-#   would stay pinned to the TF Serving pods it met first and never reach pods added by the HPA; on
-#   reconnect it re-resolves the Service. The 15 s grace must stay above the gateway's upstream deadline.
+#   would stay pinned to the TF Serving pods it met first and never reach pods added by the HPA. Each
+#   reconnect is balanced afresh by the ClusterIP Service (or re-resolves a headless Service's pod list).
+#   The 15 s grace must stay above the gateway's upstream deadline (serving_timeout_s, 5 s).
 #   (TF Serving passes numeric values to gRPC as integers: parseGrpcChannelArgs in main.cc / server.cc.)
 # --tensorflow_intra_op_parallelism: one conv op may use every core of the pod.
 # --tensorflow_inter_op_parallelism: the model is a chain with no independent branches, but up to
