@@ -7,11 +7,11 @@ contract (exported in seconds) and, for the contract mismatch, a model with a fl
 from __future__ import annotations
 
 import base64
-import http.server
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -57,7 +57,7 @@ def float_input_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-class _Images(http.server.BaseHTTPRequestHandler):
+class _Images(BaseHTTPRequestHandler):
     directory: Path
 
     def do_GET(self) -> None:
@@ -80,7 +80,7 @@ class _Images(http.server.BaseHTTPRequestHandler):
 def image_server(golden_dir: Path) -> Iterator[str]:
     """The golden images over HTTP on 127.0.0.1, for the URL form (the gateway allows loopback for this)."""
     handler = type("GoldenImages", (_Images,), {"directory": golden_dir})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
