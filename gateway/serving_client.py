@@ -90,6 +90,22 @@ def array_from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
     return values.reshape(shape)
 
 
+def set_model_spec(spec: object, settings: Settings) -> None:
+    spec.name = settings.model_name  # type: ignore[attr-defined]
+    if settings.model_version is not None:
+        spec.version.value = settings.model_version  # type: ignore[attr-defined]
+
+
+def build_predict_request(batch: np.ndarray, settings: Settings) -> predict_pb2.PredictRequest:
+    """The PredictRequest for a uint8 batch; the tensor is written in place (no intermediate proto copy)."""
+    request = predict_pb2.PredictRequest()
+    set_model_spec(request.model_spec, settings)
+    request.model_spec.signature_name = contract.SIGNATURE_NAME
+    request.output_filter.append(contract.OUTPUT_NAME)
+    fill_tensor_proto(request.inputs[contract.INPUT_NAME], batch)
+    return request
+
+
 @dataclass(frozen=True)
 class Prediction:
     probabilities: np.ndarray  # (N, len(LABELS)) float32
@@ -163,21 +179,14 @@ class ServingClient:
         await self._channel.close(grace=None)
 
     def _model_spec(self, spec: object) -> None:
-        spec.name = self.settings.model_name  # type: ignore[attr-defined]
-        if self.settings.model_version is not None:
-            spec.version.value = self.settings.model_version  # type: ignore[attr-defined]
+        set_model_spec(spec, self.settings)
 
     def build_request(self, batch: np.ndarray) -> predict_pb2.PredictRequest:
-        request = predict_pb2.PredictRequest()
-        self._model_spec(request.model_spec)
-        request.model_spec.signature_name = contract.SIGNATURE_NAME
-        request.output_filter.append(contract.OUTPUT_NAME)
-        fill_tensor_proto(request.inputs[contract.INPUT_NAME], batch)
-        return request
+        return build_predict_request(batch, self.settings)
 
     async def predict(self, batch: np.ndarray) -> Prediction:
         """One Predict for a (N, 150, 150, 3) uint8 batch, retried on UNAVAILABLE within the deadline."""
-        request = self.build_request(batch)
+        request = build_predict_request(batch, self.settings)
         response = await self._call_with_retries(self._predict.Predict, request)
         if contract.OUTPUT_NAME not in response.outputs:
             raise ContractMismatch(f"TF Serving's answer has no output {contract.OUTPUT_NAME!r}")

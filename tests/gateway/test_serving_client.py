@@ -47,8 +47,7 @@ def test_the_request_tensor_equals_tensorflows_make_tensor_proto(dtype: type) ->
 
 
 def test_a_request_names_the_model_signature_input_and_output() -> None:
-    client = serving_client.ServingClient(Settings(model_version=3))
-    request = client.build_request(batch(1))
+    request = serving_client.build_predict_request(batch(1), Settings(model_version=3))
     assert request.model_spec.name == contract.MODEL_NAME
     assert request.model_spec.version.value == 3
     assert request.model_spec.signature_name == contract.SIGNATURE_NAME
