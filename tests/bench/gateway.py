@@ -137,11 +137,11 @@ def bench_decode(images: dict[str, bytes]) -> dict[str, Any]:
 
 @functools.cache
 def request_builder() -> Callable[[np.ndarray], Any]:
-    """The gateway's own PredictRequest builder (default settings; no channel is opened)."""
-    from gateway.serving_client import ServingClient
+    """The gateway's own PredictRequest builder, with default settings."""
+    from gateway.serving_client import build_predict_request
     from gateway.settings import Settings
 
-    return ServingClient(Settings()).build_request
+    return functools.partial(build_predict_request, settings=Settings())
 
 
 def predict_request(batch: np.ndarray) -> Any:
