@@ -422,3 +422,20 @@ def test_the_decode_result_reaches_tf_serving_unchanged(
     assert response.json()["label"] == expected_label(255)
     assert seen
     assert np.all(seen[0] == 255)
+
+
+def test_a_streamed_multipart_body_over_the_cap_is_cut_off_too(make_api: MakeApi) -> None:
+    api = make_api(max_body_bytes=10_000)
+    boundary = "b0undary"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n'
+    head += "Content-Type: image/jpeg\r\n\r\n"
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield head.encode()
+        for _ in range(10):
+            yield b"\xff" * 4096
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    response = api.post("/predict", content=chunks(), headers=headers)
+    assert_error(response, 413, "payload_too_large")
