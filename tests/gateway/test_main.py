@@ -439,3 +439,21 @@ def test_a_streamed_multipart_body_over_the_cap_is_cut_off_too(make_api: MakeApi
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     response = api.post("/predict", content=chunks(), headers=headers)
     assert_error(response, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP"])
+def test_corrupted_images_never_get_a_5xx(api: TestClient, fmt: str) -> None:
+    from tests.gateway.images import photo
+
+    original = bytearray(encode(Image.fromarray(photo(160, 120, seed=1)), fmt))
+    rng = np.random.default_rng(len(fmt))
+    statuses = set()
+    for _ in range(40):
+        damaged = bytearray(original)
+        for position in rng.integers(0, len(damaged), size=int(rng.integers(1, 20))):
+            damaged[position] = int(rng.integers(0, 256))
+        cut = int(rng.integers(len(damaged) // 2, len(damaged) + 1))
+        response = api.post("/predict", content=bytes(damaged[:cut]), headers={"Content-Type": "image/*"})
+        statuses.add(response.status_code)
+        assert response.status_code < 500, (fmt, response.status_code, response.text)
+    assert statuses <= {200, 400, 413, 415}
