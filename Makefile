@@ -64,6 +64,8 @@ $(GW_VENV)/.installed: gateway/requirements.txt gateway/vendor_tf_protos.py
 		--dest $(BUILD)/wheels tensorflow-cpu==$(TF_VERSION)
 	$(GW_PY) gateway/vendor_tf_protos.py --wheel $(BUILD)/wheels/tensorflow_cpu-$(TF_VERSION)-*.whl \
 		--dest $$($(GW_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+	# As in gateway/Dockerfile: numpy's own test suite is never imported by the gateway.
+	find $(GW_VENV)/lib -path '*/numpy/*' -type d -name tests -prune -exec rm -rf {} +
 	touch $@
 
 .PHONY: model

@@ -45,7 +45,7 @@ def _seed_sources(package: str) -> list[str]:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(f"{package} is not installed in this environment: pip install --no-deps it first")
-    sources = []
+    sources: list[str] = []
     for location in spec.submodule_search_locations:
         sources.extend(path.read_text() for path in Path(location).rglob("*_pb2*.py"))
     return sources
