@@ -250,6 +250,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(IMAGE)
             except OSError:
                 return
+        elif route == "/drip":
+            # One byte every 100 ms: no single read ever waits long, only the whole download is slow.
+            self.send_response(200)
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                return
         elif route == "/gzip":
             self._send(200, gzip.compress(IMAGE), {"Content-Encoding": "gzip"})
         else:
@@ -508,6 +519,20 @@ def test_a_slow_server_hits_the_fetch_deadline(http_server: TestServer) -> None:
         fetch_with(http_server.url("/slow?delay=3"), settings(fetch_timeout_s=0.5))()
     assert time.monotonic() - started < 2
     assert caught.value.status == 422
+
+
+@pytest.mark.process
+def test_a_server_dripping_bytes_still_hits_the_whole_fetch_deadline(http_server: TestServer) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchTimeout):
+        fetch_with(http_server.url("/drip"), settings(fetch_timeout_s=1.0))()
+    assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_every_redirect_status_is_followed(http_server: TestServer, status: int) -> None:
+    assert fetch_with(http_server.url(f"/redirect?status={status}&to=/image.jpg"), settings())() == IMAGE
 
 
 @pytest.mark.process
