@@ -168,7 +168,7 @@ def render(outcome: Outcome, top: int, out: TextIO, err: TextIO) -> None:
     print(f"  {'label':<{width}}  {'score':>6}", file=out)
     for label, score in ranked:
         bar = "#" * round(score * BAR_WIDTH)
-        print(f"  {label:<{width}}  {score:6.4f}  {bar}", file=out)
+        print(f"  {label:<{width}}  {score:6.4f}  {bar}".rstrip(), file=out)
     name = outcome.model.get("name", "?")
     version = outcome.model.get("version", "?")
     print(f"  model {name} v{version}, {outcome.latency_ms:.1f} ms", file=out)
