@@ -45,10 +45,10 @@ binaries=(
 check() {
 	local missing=()
 	for bin in "${binaries[@]}"; do
-		[[ -x "$bin" ]] || missing+=("$bin")
+		[[ -x "$bin" ]] || missing+=("$(basename "$bin")")
 	done
 	if ((${#missing[@]})); then
-		echo "control plane binaries not built (run \`make sim-bins\`): ${missing[*]}" >&2
+		echo "control plane binaries not built in $SIM_BIN (run \`make sim-bins\`): ${missing[*]}" >&2
 		return 3
 	fi
 }

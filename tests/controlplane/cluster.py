@@ -8,12 +8,14 @@ The control plane itself is started by hack/sim/cluster.sh (kwokctl's binary run
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import re
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,15 +128,23 @@ class ControlPlane:
             f"namespace {name} never got its default ServiceAccount",
         )
 
-    def delete_namespace(self, name: str, timeout: float = 120) -> None:
-        """Delete a namespace and wait until it is gone (its NodePorts and names are free again)."""
+    def delete_namespace(self, name: str, wait: bool = True, timeout: float = 120) -> None:
+        """Delete a namespace; with `wait`, until it is gone (its name and NodePorts are free again)."""
         with contextlib.suppress(ApiException):
             self.core.delete_namespace(name)
+        if not wait:
+            return
         wait_until(
             lambda: not _exists(lambda: self.core.read_namespace(name)),
             timeout,
             f"namespace {name} still terminating after {timeout}s",
         )
+
+
+def unique_namespace_name(test_name: str) -> str:
+    """A valid, unique namespace name that says which test made it."""
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.removeprefix("test_").lower())[:40].strip("-")
+    return f"sim-{slug}-{uuid.uuid4().hex[:5]}"
 
 
 def _exists(read: Callable[[], object]) -> bool:
@@ -197,6 +207,11 @@ def pod_security_rejections(cp: ControlPlane, namespace: str, objects: Iterable[
     Pod Security admission enforces on Pods only (a Deployment merely draws a warning), so this is what a
     ReplicaSet controller or `helm test` would meet in the namespace.
     """
+    objects = list(objects)
+    # The ServiceAccount admission plugin runs first and wants the pods' ServiceAccounts to exist.
+    service_accounts = objects_of_kind(objects, "ServiceAccount")
+    if service_accounts:
+        cp.apply(into_namespace(copy.deepcopy(service_accounts), namespace))
     rejected: dict[str, str] = {}
     for source, template in pod_templates(objects):
         metadata = dict(template.get("metadata") or {})
@@ -329,7 +344,7 @@ def assert_service_endpoints_are_deployment_pods(
             )
         for name, ep in endpoints.items():
             pod = pods.get(name)
-            if pod is not None and ep["addresses"] != sorted(ip.ip for ip in pod.status.pod_i_ps or []):
+            if pod is not None and ep["addresses"] != sorted(ip.ip for ip in pod.status.pod_ips or []):
                 problems.append(f"endpoint {name} has addresses {ep['addresses']}, pod IPs differ")
             if not ep["ready"]:
                 problems.append(f"endpoint {name} is not ready")
@@ -346,43 +361,42 @@ def assert_service_endpoints_are_deployment_pods(
 
 
 @dataclass
-class ReadyReplicasRecorder:
-    """Watches a namespace's Deployments in a thread and records every (name, ready, available, desired) seen.
+class WatchRecorder:
+    """Watches one kind of object in a namespace from a thread and records every (event type, object) seen.
 
-    Used to show `maxUnavailable: 0`: during a rollout, available replicas never drop below the desired count.
+    Short watches resumed from the last resourceVersion: no change is missed between two of them, and the
+    thread stops within a second of leaving the `with` block.
     """
 
-    cp: ControlPlane
+    list_function: Callable[..., Any]
     namespace: str
-    samples: list[tuple[str, int, int, int]] = field(default_factory=list)
+    label_selector: str = ""
+    events: list[tuple[str, Any]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def __enter__(self) -> ReadyReplicasRecorder:
+    def __enter__(self) -> WatchRecorder:
+        # List first, then watch from the list's resourceVersion: the state before the `with` body is recorded
+        # before it runs, and no change after it is missed.
+        listed = self.list_function(self.namespace, label_selector=self.label_selector)
+        self.events.extend(("LISTED", obj) for obj in listed.items)
+        resource_version = listed.metadata.resource_version
+
         def run() -> None:
-            apps = client.AppsV1Api(self.cp.api)
-            # Short watches resumed from the last resourceVersion: no change is missed between two of them,
-            # and the thread notices the stop request within a second.
-            resource_version = None
+            nonlocal resource_version
             while not self._stop.is_set():
-                kwargs: dict[str, Any] = {"timeout_seconds": 1}
-                if resource_version:
-                    kwargs["resource_version"] = resource_version
-                for event in watch.Watch().stream(apps.list_namespaced_deployment, self.namespace, **kwargs):
-                    dep = event["object"]
-                    resource_version = dep.metadata.resource_version
-                    self.samples.append(
-                        (
-                            dep.metadata.name,
-                            dep.status.ready_replicas or 0,
-                            dep.status.available_replicas or 0,
-                            dep.spec.replicas,
-                        )
-                    )
+                for event in watch.Watch().stream(
+                    self.list_function,
+                    self.namespace,
+                    label_selector=self.label_selector,
+                    resource_version=resource_version,
+                    timeout_seconds=1,
+                ):
+                    resource_version = event["object"].metadata.resource_version
+                    self.events.append((event["type"], event["object"]))
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
-        wait_until(lambda: bool(self.samples), 10, f"no Deployment seen in namespace {self.namespace}")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -390,9 +404,16 @@ class ReadyReplicasRecorder:
         if self._thread:
             self._thread.join(10)
 
-    def lowest_available(self, name: str) -> tuple[int, int]:
-        """(fewest available replicas seen, desired replicas then) for one Deployment."""
-        seen = [(available, desired) for n, _ready, available, desired in self.samples if n == name]
+    def names_added(self) -> list[str]:
+        return [obj.metadata.name for kind, obj in self.events if kind == "ADDED"]
+
+    def lowest_available(self, deployment: str) -> tuple[int, int]:
+        """For a Deployment watch: (fewest available replicas seen, desired replicas at that moment)."""
+        seen = [
+            (obj.status.available_replicas or 0, obj.spec.replicas)
+            for _kind, obj in self.events
+            if obj.metadata.name == deployment
+        ]
         if not seen:
-            raise AssertionError(f"no status of Deployment {name} was observed")
+            raise AssertionError(f"no status of Deployment {deployment} was observed")
         return min(seen, key=lambda s: s[0] - s[1])

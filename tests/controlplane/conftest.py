@@ -8,9 +8,7 @@ reason, when the binaries are not built (`make sim-bins`, which `make test` runs
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -63,11 +61,14 @@ def helm_ready(control_plane: cluster.ControlPlane) -> cluster.ControlPlane:
 
 @pytest.fixture
 def scratch_namespace(control_plane: cluster.ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace enforcing Pod Security "restricted", deleted (and waited for) after the test."""
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.removeprefix("test_").lower())[:40].strip("-")
-    name = f"sim-{slug}-{uuid.uuid4().hex[:5]}"
+    """A fresh namespace enforcing Pod Security "restricted", deleted after the test.
+
+    Its name is unique and its objects hold no fixed NodePort (see cluster.into_namespace), so the deletion
+    is not waited for: the next test never needs anything it frees.
+    """
+    name = cluster.unique_namespace_name(request.node.name)
     control_plane.create_namespace(name, labels=cluster.RESTRICTED)
     try:
         yield name
     finally:
-        control_plane.delete_namespace(name)
+        control_plane.delete_namespace(name, wait=False)

@@ -6,11 +6,10 @@ containers do."""
 
 from __future__ import annotations
 
-import threading
+import re
 from collections.abc import Iterator
 
 import pytest
-from kubernetes import watch
 
 from tests.controlplane import cluster
 from tests.packaging import render
@@ -22,26 +21,26 @@ SERVICE_PORTS = {"gateway": {"http": 9696}, "serving": {"grpc": 8500, "http": 85
 
 
 @pytest.fixture
-def release_namespace(helm_ready: cluster.ControlPlane) -> Iterator[str]:
-    """The release's namespace, created with the kind overlay's Namespace labels (Pod Security restricted)."""
+def release_namespace(helm_ready: cluster.ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of its own for each test's release, labelled like the kind overlay's Namespace (Pod
+    Security restricted). `helm uninstall --wait` frees the kind values' NodePort 30080 for the next test."""
     [namespace] = cluster.objects_of_kind(render.render_kustomize("kind"), "Namespace")
-    helm_ready.create_namespace(cluster.NAMESPACE, labels=namespace["metadata"]["labels"])
+    name = cluster.unique_namespace_name(request.node.name)
+    helm_ready.create_namespace(name, labels=namespace["metadata"]["labels"])
     try:
-        yield cluster.NAMESPACE
+        yield name
     finally:
-        helm_ready.helm(
-            "uninstall", cluster.RELEASE, "-n", cluster.NAMESPACE, "--ignore-not-found", check=False
-        )
-        helm_ready.delete_namespace(cluster.NAMESPACE)
+        helm_ready.helm("uninstall", cluster.RELEASE, "-n", name, "--ignore-not-found", "--wait", check=False)
+        helm_ready.delete_namespace(name, wait=False)
 
 
-def install(cp: cluster.ControlPlane, *extra: str) -> None:
+def install(cp: cluster.ControlPlane, namespace: str, *extra: str) -> None:
     cp.helm(
         "install",
         cluster.RELEASE,
         CHART,
         "-n",
-        cluster.NAMESPACE,
+        namespace,
         "-f",
         KIND_VALUES,
         "--wait",
@@ -51,15 +50,15 @@ def install(cp: cluster.ControlPlane, *extra: str) -> None:
     )
 
 
-def image_of(cp: cluster.ControlPlane, component: str) -> str:
-    dep = cp.apps.read_namespaced_deployment(cluster.deployment_name(component), cluster.NAMESPACE)
+def image_of(cp: cluster.ControlPlane, namespace: str, component: str) -> str:
+    dep = cp.apps.read_namespaced_deployment(cluster.deployment_name(component), namespace)
     return str(dep.spec.template.spec.containers[0].image)
 
 
 def test_helm_install_with_kind_values_rolls_out_both_workloads_behind_their_services(
     helm_ready: cluster.ControlPlane, release_namespace: str
 ) -> None:
-    install(helm_ready)
+    install(helm_ready, release_namespace)
 
     for component in cluster.COMPONENTS:
         name = cluster.deployment_name(component)
@@ -67,40 +66,22 @@ def test_helm_install_with_kind_values_rolls_out_both_workloads_behind_their_ser
         cluster.assert_service_endpoints_are_deployment_pods(
             helm_ready, release_namespace, name, name, SERVICE_PORTS[component]
         )
-    assert image_of(helm_ready, "gateway") == "docker.io/species-classifier/gateway:0.1.0"
-    assert image_of(helm_ready, "serving") == "docker.io/species-classifier/serving:0.1.0"
+    assert image_of(helm_ready, release_namespace, "gateway") == "docker.io/species-classifier/gateway:0.1.0"
+    assert image_of(helm_ready, release_namespace, "serving") == "docker.io/species-classifier/serving:0.1.0"
 
 
 def test_helm_test_creates_its_pod_in_the_restricted_namespace(
     helm_ready: cluster.ControlPlane, release_namespace: str
 ) -> None:
-    install(helm_ready)
-    created: list[str] = []
-    stop = threading.Event()
-
-    def record_test_pods() -> None:
-        w = watch.Watch()
-        for event in w.stream(
-            helm_ready.core.list_namespaced_pod,
-            release_namespace,
-            label_selector="app.kubernetes.io/component=test",
-            timeout_seconds=60,
-        ):
-            if event["type"] == "ADDED":
-                created.append(event["object"].metadata.name)
-            if stop.is_set():
-                w.stop()
-
-    watcher = threading.Thread(target=record_test_pods, daemon=True)
-    watcher.start()
-    try:
+    install(helm_ready, release_namespace)
+    with cluster.WatchRecorder(
+        helm_ready.core.list_namespaced_pod, release_namespace, "app.kubernetes.io/component=test"
+    ) as test_pods:
         result = helm_ready.helm("test", cluster.RELEASE, "-n", release_namespace, "--timeout", TIMEOUT)
-    finally:
-        stop.set()
 
-    assert "Phase:          Succeeded" in result.stdout or "Phase: Succeeded" in result.stdout, result.stdout
-    cluster.wait_until(lambda: bool(created), 10, "the helm test pod was never seen")
-    assert created == [f"{cluster.RELEASE}-test-predict"]
+    assert re.search(r"^Phase:\s+Succeeded$", result.stdout, re.MULTILINE), result.stdout
+    # The hook pod is deleted once it succeeds (hook-delete-policy), so its creation is what the watch saw.
+    assert test_pods.names_added() == [f"{cluster.RELEASE}-test-predict"]
 
 
 def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_a_ready_pod(
@@ -108,13 +89,13 @@ def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_
 ) -> None:
     gateway = cluster.deployment_name("gateway")
     # Three gateway replicas, so the rollout takes several surge-then-retire steps.
-    install(helm_ready, "--set", "gateway.replicaCount=3")
+    install(helm_ready, release_namespace, "--set", "gateway.replicaCount=3")
     dep = cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
     first_replicasets = {
         rs.metadata.name for rs in cluster.owned_replicasets(helm_ready, release_namespace, dep)
     }
 
-    with cluster.ReadyReplicasRecorder(helm_ready, release_namespace) as recorder:
+    with cluster.WatchRecorder(helm_ready.apps.list_namespaced_deployment, release_namespace) as recorder:
         helm_ready.helm(
             "upgrade",
             cluster.RELEASE,
@@ -133,7 +114,7 @@ def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_
         )
         dep = cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
 
-    assert image_of(helm_ready, "gateway") == "docker.io/species-classifier/gateway:0.1.1"
+    assert image_of(helm_ready, release_namespace, "gateway") == "docker.io/species-classifier/gateway:0.1.1"
     replicasets = cluster.owned_replicasets(helm_ready, release_namespace, dep)
     new = [rs for rs in replicasets if rs.metadata.name not in first_replicasets]
     assert len(new) == 1, "the upgrade did not create exactly one new ReplicaSet"
@@ -142,15 +123,15 @@ def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_
     lowest, desired = recorder.lowest_available(gateway)
     assert lowest >= desired, f"available gateway replicas fell to {lowest} of {desired} during the rollout"
     # The serving Deployment was not touched by a gateway-only change.
-    assert image_of(helm_ready, "serving") == "docker.io/species-classifier/serving:0.1.0"
+    assert image_of(helm_ready, release_namespace, "serving") == "docker.io/species-classifier/serving:0.1.0"
 
-    with cluster.ReadyReplicasRecorder(helm_ready, release_namespace) as recorder:
+    with cluster.WatchRecorder(helm_ready.apps.list_namespaced_deployment, release_namespace) as recorder:
         helm_ready.helm(
             "rollback", cluster.RELEASE, "1", "-n", release_namespace, "--wait", "--timeout", TIMEOUT
         )
         cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
 
-    assert image_of(helm_ready, "gateway") == "docker.io/species-classifier/gateway:0.1.0"
+    assert image_of(helm_ready, release_namespace, "gateway") == "docker.io/species-classifier/gateway:0.1.0"
     lowest, desired = recorder.lowest_available(gateway)
     assert lowest >= desired, f"available gateway replicas fell to {lowest} of {desired} during the rollback"
     history = helm_ready.helm("history", cluster.RELEASE, "-n", release_namespace, "-o", "json").stdout
@@ -160,7 +141,7 @@ def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_
 def test_helm_uninstall_leaves_nothing_behind(
     helm_ready: cluster.ControlPlane, release_namespace: str
 ) -> None:
-    install(helm_ready)
+    install(helm_ready, release_namespace)
     helm_ready.helm("test", cluster.RELEASE, "-n", release_namespace, "--timeout", TIMEOUT)
 
     helm_ready.helm("uninstall", cluster.RELEASE, "-n", release_namespace, "--wait", "--timeout", TIMEOUT)
@@ -191,7 +172,7 @@ def test_a_helm_upgrade_whose_pods_never_become_ready_fails_and_keeps_the_old_po
     helm_ready: cluster.ControlPlane, release_namespace: str
 ) -> None:
     gateway = cluster.deployment_name("gateway")
-    install(helm_ready)
+    install(helm_ready, release_namespace)
     cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
     serving_before = {
         p.metadata.name for p in cluster.deployment_pods(helm_ready, release_namespace, gateway)
@@ -209,7 +190,7 @@ def test_a_helm_upgrade_whose_pods_never_become_ready_fails_and_keeps_the_old_po
         f"gateway.image.tag={cluster.NEVER_READY_TAG}",
         "--wait",
         "--timeout",
-        "20s",
+        "10s",
         check=False,
     )
 
@@ -222,4 +203,4 @@ def test_a_helm_upgrade_whose_pods_never_become_ready_fails_and_keeps_the_old_po
 
     helm_ready.helm("rollback", cluster.RELEASE, "1", "-n", release_namespace, "--wait", "--timeout", TIMEOUT)
     cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
-    assert image_of(helm_ready, "gateway") == "docker.io/species-classifier/gateway:0.1.0"
+    assert image_of(helm_ready, release_namespace, "gateway") == "docker.io/species-classifier/gateway:0.1.0"

@@ -80,7 +80,7 @@ def test_the_headless_serving_service_resolves_to_every_serving_pod(
     pod_ips = {
         ip.ip
         for pod in cluster.deployment_pods(kind_overlay_applied, cluster.NAMESPACE, name)
-        for ip in pod.status.pod_i_ps
+        for ip in pod.status.pod_ips
     }
     endpoint_ips = {
         address
@@ -116,7 +116,7 @@ def test_a_service_selector_that_matches_no_pod_leaves_the_service_without_endpo
 
     with pytest.raises(AssertionError, match=r"EndpointSlices of Service \S+ list pods \[\]"):
         cluster.assert_service_endpoints_are_deployment_pods(
-            control_plane, scratch_namespace, gateway, gateway, SERVICE_PORTS["gateway"], timeout=10
+            control_plane, scratch_namespace, gateway, gateway, SERVICE_PORTS["gateway"], timeout=5
         )
 
 
@@ -133,7 +133,7 @@ def test_a_service_selector_that_matches_both_workloads_lists_foreign_pods(
 
     with pytest.raises(AssertionError, match="species-classifier-gateway-"):
         cluster.assert_service_endpoints_are_deployment_pods(
-            control_plane, scratch_namespace, serving, serving, SERVICE_PORTS["serving"], timeout=10
+            control_plane, scratch_namespace, serving, serving, SERVICE_PORTS["serving"], timeout=5
         )
 
 
@@ -149,4 +149,4 @@ def test_a_pod_template_that_is_not_restricted_is_rejected_and_never_rolls_out(
     control_plane.apply(objects)
 
     with pytest.raises(AssertionError, match="violates PodSecurity"):
-        cluster.wait_for_rollout(control_plane, scratch_namespace, gateway, timeout=15)
+        cluster.wait_for_rollout(control_plane, scratch_namespace, gateway, timeout=8)

@@ -112,7 +112,7 @@ def test_the_serving_network_policy_admits_only_gateway_pods_to_the_grpc_port(
     )
     assert policy.spec.policy_types == ["Ingress"]
     [rule] = policy.spec.ingress
-    [peer] = rule.from_
+    [peer] = rule.var_from
     assert pods_selected(eks_overlay_applied, cluster.NAMESPACE, peer.pod_selector.match_labels) == (
         deployment_pod_names(eks_overlay_applied, "gateway")
     )
