@@ -6,15 +6,17 @@ KUBE_VERSION := v1.37.2
 # etcd v3.7.0: the version Kubernetes v1.37.2 pins its etcd client to (hack/sim/go.mod).
 ETCD_VERSION := v3.7.0
 KWOK_VERSION := v0.8.0
-# go build parallelism for the control plane (-p); raise it on a machine of your own.
-SIM_BUILD_JOBS ?= 1
+# go build parallelism for the control plane (-p): 1 on a shared development machine, 2 in CI (CI=true),
+# where the build has the machine to itself.
+SIM_BUILD_JOBS ?= $(if $(CI),2,1)
 
 SIM_DIR := $(BUILD)/sim
 SIM_STAMP := $(LOCALBIN)/.sim-bins-$(KUBE_VERSION)-$(ETCD_VERSION)-$(KWOK_VERSION)
 
-
-# `make test` builds these first, so the level-4 tests run instead of skipping.
+# `make test` builds these first, so the level-4 tests run instead of skipping. The Makefile includes this file
+# after its `test` rule has read $(SIM_TEST_DEPS), so the prerequisite is also added here directly.
 SIM_TEST_DEPS := sim-bins
+test: $(SIM_TEST_DEPS)
 
 .PHONY: sim-bins
 sim-bins: $(SIM_STAMP) ## Build the pinned control plane and kwok into bin/ (cached; a no-op when built).
@@ -24,7 +26,7 @@ $(SIM_STAMP): hack/sim/go.mod hack/sim/go.sum hack/sim/etcd/main.go hack/sim/bui
 		SIM_BUILD_JOBS=$(SIM_BUILD_JOBS) hack/sim/build-bins.sh
 	touch $@
 
-# The variables the cluster script and the level-4 fixture read, so both use the same binaries.
+# hack/sim/cluster.sh falls back to the versions above when run without these (as the pytest fixture does).
 SIM_ENV = SIM_DIR=$(SIM_DIR) SIM_BIN=$(LOCALBIN) KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) \
 	KWOK_VERSION=$(KWOK_VERSION)
 
