@@ -177,7 +177,7 @@ def test_the_kind_overlay_and_the_chart_with_values_kind_describe_the_same_workl
     differences = checks.drift(kind_overlay, chart_kind)
     assert not differences, (
         "k8s/overlays/kind and charts/species-classifier -f values-kind.yaml drift "
-        "(see /work/notes/K8S_CONTRACT.md for which is right):\n  " + "\n  ".join(differences)
+        "(change both sides together):\n  " + "\n  ".join(differences)
     )
 
 
