@@ -38,6 +38,8 @@ def control_plane() -> Iterator[cluster.ControlPlane]:
     checked = _sim("check")
     if checked.returncode == 3:
         pytest.skip(checked.stderr.strip())
+    # A cluster left behind by an interrupted session is replaced: every session starts from an empty one.
+    _sim("down")
     started = _sim("up")
     if started.returncode != 0:
         logs = SIM_DIR / "kwok" / "clusters" / SIM_NAME / "logs"

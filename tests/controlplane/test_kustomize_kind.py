@@ -150,3 +150,31 @@ def test_a_pod_template_that_is_not_restricted_is_rejected_and_never_rolls_out(
 
     with pytest.raises(AssertionError, match="violates PodSecurity"):
         cluster.wait_for_rollout(control_plane, scratch_namespace, gateway, timeout=8)
+
+
+def test_a_rollout_allowed_to_take_a_pod_down_first_is_seen_below_the_desired_count(
+    control_plane: cluster.ControlPlane, scratch_namespace: str
+) -> None:
+    # The counterpart of the helm upgrade test's `maxUnavailable: 0` check: the same recording, on a copy
+    # whose strategy retires an old pod before starting a new one, does see the dip.
+    objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
+    gateway = cluster.deployment_name("gateway")
+    deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == gateway)
+    deployment["spec"]["replicas"] = 3
+    deployment["spec"]["strategy"]["rollingUpdate"] = {"maxSurge": 0, "maxUnavailable": 1}
+    control_plane.apply(objects)
+    cluster.wait_for_rollout(control_plane, scratch_namespace, gateway)
+
+    with cluster.WatchRecorder(control_plane.apps.list_namespaced_deployment, scratch_namespace) as rollout:
+        control_plane.kubectl(
+            "set",
+            "image",
+            f"deployment/{gateway}",
+            "gateway=docker.io/species-classifier/gateway:0.1.1",
+            "-n",
+            scratch_namespace,
+        )
+        cluster.wait_for_rollout(control_plane, scratch_namespace, gateway)
+
+    lowest, desired = rollout.lowest_available(gateway)
+    assert lowest < desired
