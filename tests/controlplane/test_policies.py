@@ -1,8 +1,9 @@
 """HorizontalPodAutoscalers, PodDisruptionBudgets and NetworkPolicies are accepted and target the right pods.
 
-The eks overlay carries all three (two replicas of each workload, HPAs with a minimum of two, PDBs), so it is
-applied here. The controllers in kube-controller-manager resolve the references themselves: the HPA
-controller reads the scale of its target, the disruption controller counts the pods its selector matches.
+The EKS packaging carries all three (two replicas of each workload, HPAs with a minimum of two, PDBs), so the
+eks overlay and the chart with values-eks.yaml are each applied here. The controllers in
+kube-controller-manager resolve the references themselves: the HPA controller reads the scale of its target,
+the disruption controller counts the pods its selector matches.
 """
 
 from __future__ import annotations
@@ -20,15 +21,48 @@ OVERLAY = cluster.REPO / "k8s" / "overlays" / "eks"
 HPA_SYNC_TIMEOUT = 60
 
 
-@pytest.fixture(scope="module")
-def eks_overlay_applied(control_plane: cluster.ControlPlane) -> Iterator[cluster.ControlPlane]:
-    control_plane.kubectl("apply", "-k", str(OVERLAY))
+def _apply_eks_overlay(cp: cluster.ControlPlane) -> None:
+    cp.kubectl("apply", "-k", str(OVERLAY))
+
+
+def _install_chart_with_eks_values(cp: cluster.ControlPlane) -> None:
+    [namespace] = cluster.objects_of_kind(render.render_kustomize("eks"), "Namespace")
+    cp.create_namespace(cluster.NAMESPACE, labels=namespace["metadata"]["labels"])
+    cp.helm(
+        "install",
+        cluster.RELEASE,
+        str(render.CHART),
+        "-n",
+        cluster.NAMESPACE,
+        "-f",
+        str(render.CHART / "values-eks.yaml"),
+        "--wait",
+        "--timeout",
+        "90s",
+    )
+
+
+@pytest.fixture(scope="module", params=["kustomize-eks", "chart-values-eks"])
+def eks_overlay_applied(
+    control_plane: cluster.ControlPlane, request: pytest.FixtureRequest
+) -> Iterator[cluster.ControlPlane]:
+    """The EKS packaging applied: `kubectl apply -k k8s/overlays/eks`, or the chart with values-eks.yaml."""
+    if request.param == "kustomize-eks":
+        _apply_eks_overlay(control_plane)
+    else:
+        reason = render.chart_available()
+        if reason:
+            pytest.skip(reason)
+        _install_chart_with_eks_values(control_plane)
     try:
         for component in cluster.COMPONENTS:
             cluster.wait_for_rollout(control_plane, cluster.NAMESPACE, cluster.deployment_name(component))
         yield control_plane
     finally:
-        control_plane.kubectl("delete", "-k", str(OVERLAY), "--ignore-not-found", "--wait=false")
+        if request.param == "kustomize-eks":
+            control_plane.kubectl("delete", "-k", str(OVERLAY), "--ignore-not-found", "--wait=false")
+        else:
+            control_plane.helm("uninstall", cluster.RELEASE, "-n", cluster.NAMESPACE, "--wait", check=False)
         control_plane.delete_namespace(cluster.NAMESPACE)
 
 
