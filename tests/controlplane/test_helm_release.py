@@ -6,8 +6,10 @@ containers do."""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -82,6 +84,36 @@ def test_helm_test_creates_its_pod_in_the_restricted_namespace(
     assert re.search(r"^Phase:\s+Succeeded$", result.stdout, re.MULTILINE), result.stdout
     # The hook pod is deleted once it succeeds (hook-delete-policy), so its creation is what the watch saw.
     assert test_pods.names_added() == [f"{cluster.RELEASE}-test-predict"]
+
+
+def test_helm_test_with_golden_images_mounts_them_from_a_hook_configmap_and_cleans_both_up(
+    helm_ready: cluster.ControlPlane, release_namespace: str, tmp_path: Path
+) -> None:
+    # kwok runs no container, so any bytes stand in for the JPEG: what is tested is the hook objects.
+    golden = tmp_path / "leopard.b64"
+    golden.write_text(base64.b64encode(b"\xff\xd8\xff\xe0 stand-in for build/golden/leopard.jpg").decode())
+    install(helm_ready, release_namespace, "--set-file", f"tests.predict.goldenImages.leopard={golden}")
+    selector = "app.kubernetes.io/component=test"
+    with (
+        cluster.WatchRecorder(helm_ready.core.list_namespaced_pod, release_namespace, selector) as pods,
+        cluster.WatchRecorder(
+            helm_ready.core.list_namespaced_config_map, release_namespace, selector
+        ) as maps,
+    ):
+        helm_ready.helm("test", cluster.RELEASE, "-n", release_namespace, "--timeout", TIMEOUT)
+
+    assert maps.names_added() == [f"{cluster.RELEASE}-test-golden"]
+    [pod] = [obj for kind, obj in pods.events if kind == "ADDED"]
+    assert [v.config_map.name for v in pod.spec.volumes if v.config_map] == [f"{cluster.RELEASE}-test-golden"]
+    # hook-delete-policy hook-succeeded: neither outlives a passing test.
+    cluster.wait_until(
+        lambda: (
+            not helm_ready.core.list_namespaced_config_map(release_namespace, label_selector=selector).items
+            and not helm_ready.core.list_namespaced_pod(release_namespace, label_selector=selector).items
+        ),
+        10,
+        "the helm test hook objects were not deleted after the test passed",
+    )
 
 
 def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_a_ready_pod(
