@@ -187,3 +187,19 @@ def test_an_hpa_whose_target_does_not_exist_is_reported_unable_to_scale(
 
     with pytest.raises(AssertionError, match="FailedGetScale"):
         hpa_able_to_scale(control_plane, scratch_namespace, hpa["metadata"]["name"])
+
+
+@pytest.mark.parametrize("component", cluster.COMPONENTS)
+def test_with_two_replicas_the_service_lists_both_pods_spread_over_nodes(
+    eks_overlay_applied: cluster.ControlPlane, component: str
+) -> None:
+    name = cluster.deployment_name(component)
+    ports = {"gateway": {"http": 9696}, "serving": {"grpc": 8500, "http": 8501}}[component]
+
+    cluster.assert_service_endpoints_are_deployment_pods(
+        eks_overlay_applied, cluster.NAMESPACE, name, name, ports
+    )
+    pods = cluster.deployment_pods(eks_overlay_applied, cluster.NAMESPACE, name)
+    assert len(pods) == 2
+    # The topology spread constraint on kubernetes.io/hostname puts the two replicas on different nodes.
+    assert len({pod.spec.node_name for pod in pods}) == 2
