@@ -388,7 +388,7 @@ def test_tf_serving_cpus_follows_a_cpu_limit_equal_to_the_request(values_file: s
 def test_plain_and_extra_env_reach_the_gateway_after_the_chart_set_variables() -> None:
     objs = chart(values=("ci/overrides-values.yaml",))
     names = [e["name"] for e in container(objs, GATEWAY)["env"]]
-    assert names == ["TF_SERVING_HOST", "MODEL_NAME", "LOG_LEVEL", "POD_NAME"]
+    assert names == ["TF_SERVING_HOST", "MODEL_NAME", "DECODE_CONCURRENCY", "LOG_LEVEL", "POD_NAME"]
 
 
 def test_topology_spread_constraints_select_their_own_component() -> None:
