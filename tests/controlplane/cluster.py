@@ -34,7 +34,6 @@ HELM = BIN / "helm"
 NAMESPACE = "species-classifier"
 RELEASE = "species-classifier"
 COMPONENTS = ("gateway", "serving")
-SELECTOR_KEYS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")
 # Pod Security admission's namespace labels: https://kubernetes.io/docs/concepts/security/pod-security-admission/
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
