@@ -36,6 +36,10 @@ MODEL_VERSION := 1
 MODEL_DIR := $(BUILD)/models/species_model/$(MODEL_VERSION)
 MODEL_STAMP := $(MODEL_DIR)/saved_model.pb
 
+# The level-4 control plane (sim-bins, sim-up, sim-down, listed last by `make help`) and SIM_TEST_DEPS, which
+# `make test` needs built; included here, after the variables it uses and before the rules that use it.
+include hack/sim.mk
+
 ##@ General
 
 .PHONY: help
@@ -145,8 +149,3 @@ eks-up: venv model $(HELM) ## Create or reuse the EKS cluster, push images to EC
 .PHONY: eks-down
 eks-down: $(HELM) ## Remove the chart, load balancer controller, ECR repositories and the EKS cluster.
 	hack/eks-down.sh
-
-##@ Control plane (test level 4)
-
-# hack/sim.mk defines sim-up / sim-down and SIM_TEST_DEPS (what `make test` needs built for level-4 tests).
--include hack/sim.mk

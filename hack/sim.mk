@@ -1,5 +1,5 @@
 # Control plane for test level 4: a real kube-apiserver, kube-controller-manager, kube-scheduler and etcd, with
-# kwok simulating nodes and pods (no containers run). Included by the Makefile under "Control plane".
+# kwok simulating nodes and pods (no containers run). Included by the Makefile.
 # The binaries are built from the Go module proxy by hack/sim/build-bins.sh into bin/, named with their version.
 
 KUBE_VERSION := v1.37.2
@@ -13,10 +13,10 @@ SIM_BUILD_JOBS ?= $(if $(CI),2,1)
 SIM_DIR := $(BUILD)/sim
 SIM_STAMP := $(LOCALBIN)/.sim-bins-$(KUBE_VERSION)-$(ETCD_VERSION)-$(KWOK_VERSION)
 
-# `make test` builds these first, so the level-4 tests run instead of skipping. The Makefile includes this file
-# after its `test` rule has read $(SIM_TEST_DEPS), so the prerequisite is also added here directly.
+# `make test` builds these first, so the level-4 tests run instead of skipping.
 SIM_TEST_DEPS := sim-bins
-test: $(SIM_TEST_DEPS)
+
+##@ Control plane (test level 4)
 
 .PHONY: sim-bins
 sim-bins: $(SIM_STAMP) ## Build the pinned control plane and kwok into bin/ (cached; a no-op when built).
