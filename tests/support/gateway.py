@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -25,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.standin import HOST, free_port
+from tests.support.standin import HOST, free_port, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_PYTHON = REPO / ".venv-gateway" / "bin" / "python"
@@ -90,14 +89,7 @@ class GatewayProcess:
         return paths
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process, timeout)
 
 
 def start_gateway(
