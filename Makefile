@@ -89,8 +89,7 @@ lint: $(VENV)/.installed ## Run ruff and mypy.
 	$(VENV)/bin/mypy
 
 .PHONY: test
-test: venv model tools $(SIM_TEST_DEPS) ## Run every test this machine can run; the rest are reported as skipped, with the reason.
-	$(VENV)/bin/ruff check .
+test: venv model tools $(SIM_TEST_DEPS) lint ## Run every test this machine can run; the rest are reported as skipped, with the reason.
 	$(VENV_PY) -m pytest
 
 .PHONY: bench

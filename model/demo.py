@@ -36,7 +36,9 @@ MIN_TOP_SCORE = 0.6
 MIN_MARGIN = 0.3
 
 DEFAULT_PER_CLASS = {"train": 80, "valid": 12, "test": 12}
-DEFAULT_EPOCHS = 8
+# 12 epochs: at 8 the `blank` golden image scored only 0.67 (margin 0.45); at 12 it scores 0.94 (0.88),
+# for about 15 s more on 2 cores.
+DEFAULT_EPOCHS = 12
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_SEED = 42
 

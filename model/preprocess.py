@@ -20,8 +20,8 @@ IMAGE_SHAPE = (spec.IMAGE_HEIGHT, spec.IMAGE_WIDTH, spec.CHANNELS)
 
 def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
     """Decodes encoded image bytes into a uint8 RGB tensor of shape (height, width, 3)."""
-    # JPEGs use libjpeg's accurate integer IDCT, the one Pillow (and so the gateway) decodes with; TensorFlow's
-    # default fast IDCT differs by about one grey level per pixel.
+    # JPEGs use libjpeg's accurate integer IDCT, the one Pillow (and so the gateway) decodes with;
+    # TensorFlow's default fast IDCT differs by about one grey level per pixel.
     # expand_animations=False keeps a GIF to its first frame, so every format yields a 3-D tensor.
     image = tf.cond(
         tf.io.is_jpeg(image_bytes),
