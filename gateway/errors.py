@@ -65,12 +65,19 @@ class FetchTimeout(GatewayError):
     code = "fetch_timeout"
 
 
-# 5xx: TF Serving is at fault or unreachable.
+# 5xx: TF Serving is at fault or unreachable, or the gateway is full.
 class UpstreamUnavailable(GatewayError):
     """TF Serving cannot be reached (or has no AVAILABLE model); clients should retry later."""
 
     status = 503
     code = "upstream_unavailable"
+
+
+class Overloaded(GatewayError):
+    """The gateway already handles MAX_IN_FLIGHT prediction requests; clients should retry later."""
+
+    status = 503
+    code = "overloaded"
 
 
 class UpstreamTimeout(GatewayError):

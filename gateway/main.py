@@ -30,7 +30,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__, contract, fetch, metrics, preprocess, schemas
-from gateway.errors import BadRequest, GatewayError, InvalidImage, PayloadTooLarge, UnsupportedMediaType
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    InvalidImage,
+    Overloaded,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from gateway.log import REQUEST_ID, STAGES, configure_logging, record_stage, request_id_from
 from gateway.serving_client import Readiness, ServingClient
 from gateway.settings import Settings
@@ -45,6 +52,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BATCH_PATH = "/predict/batch"
+# Only these read (and buffer) image bodies, so only these count against MAX_IN_FLIGHT; probes, scrapes and
+# /model must keep answering while the gateway is full.
+_ADMITTED_PATHS = frozenset({"/predict", BATCH_PATH})
 # Probes and scrapes are logged at DEBUG: at INFO they would drown the request lines.
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
@@ -87,7 +97,32 @@ def _validation_message(errors: Any) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-# --- per-request context: id, timings, access log, metrics, body cap, last-resort 500 ---
+# --- per-request context: id, timings, access log, metrics, body cap, admission, last-resort 500 ---
+
+
+class AdmissionLimit:
+    """At most `limit` prediction requests at once; one more is refused, never queued.
+
+    Refusing at once (instead of waiting for a slot) keeps a flood from holding sockets and, soon, bodies in
+    memory. uvicorn's --limit-concurrency would do this too, but for every path: probes would fail under load
+    and Kubernetes would restart a pod that is merely busy.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def try_acquire(self) -> bool:
+        # No await between the check and the increment: atomic on the event loop's single thread.
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        metrics.IN_FLIGHT.inc()
+        return True
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        metrics.IN_FLIGHT.dec()
 
 
 class RequestContextMiddleware:
@@ -96,6 +131,7 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self.admission = AdmissionLimit(settings.max_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,6 +145,7 @@ class RequestContextMiddleware:
         stages_token = STAGES.set(stages)
         status = 500
         response_started = False
+        route = "other"
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -124,15 +161,27 @@ class RequestContextMiddleware:
             if declared.isdigit() and int(declared) > limit:
                 response: Response = gateway_error_response(_too_large(limit))
                 await response(scope, receive, send_with_id)
-            else:
+            elif scope["path"] not in _ADMITTED_PATHS:
                 await self.app(scope, _capped(receive, limit), send_with_id)
+            elif self.admission.try_acquire():
+                try:
+                    await self.app(scope, _capped(receive, limit), send_with_id)
+                finally:
+                    # Errors, cancellation and client disconnects all end here: a slot never leaks.
+                    self.admission.release()
+            else:
+                # Before the body is read: a refused request costs no more than its headers. The access line
+                # and gateway_requests_rejected_total record it; no extra log line per refusal in a flood.
+                route = scope["path"]  # one of two fixed templates, safe as a metric label
+                metrics.REJECTED.labels(route=route).inc()
+                await gateway_error_response(self._overloaded())(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error")
             if not response_started:
                 await error_response(500, "internal", "internal error")(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", "other")
+            route = getattr(scope.get("route"), "path", route)
             metrics.REQUESTS.labels(route=route, method=scope["method"], status=str(status)).inc()
             metrics.REQUEST_SECONDS.labels(route=route).observe(elapsed)
             timings = " ".join(f"{stage}_ms={seconds * 1000:.1f}" for stage, seconds in stages.items())
@@ -157,6 +206,13 @@ class RequestContextMiddleware:
 
     def _body_limit(self, path: str) -> int:
         return self.settings.max_batch_body_bytes if path == BATCH_PATH else self.settings.max_body_bytes
+
+    def _overloaded(self) -> Overloaded:
+        return Overloaded(
+            f"the gateway is handling {self.admission.limit} prediction requests already (MAX_IN_FLIGHT);"
+            " retry later",
+            headers={"Retry-After": str(self.settings.retry_after_s)},
+        )
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -386,7 +442,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         415: "Content type or image format not accepted.",
         422: "The image URL could not be fetched.",
         502: "TF Serving answered an error, or its model does not match the gateway's contract.",
-        503: "TF Serving unreachable; see Retry-After.",
+        503: "TF Serving unreachable, or MAX_IN_FLIGHT requests already in flight; see Retry-After.",
         504: "TF Serving did not answer within the deadline.",
     }.items()
 }

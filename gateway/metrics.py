@@ -35,3 +35,11 @@ BATCH_SIZE = Histogram(
     "gateway_batch_size", "Images per PredictRequest.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )
 READY = Gauge("gateway_ready", "1 when the last contract check against TF Serving passed, else 0.")
+IN_FLIGHT = Gauge(
+    "gateway_requests_in_flight", "Prediction requests being handled now (bounded by MAX_IN_FLIGHT)."
+)
+REJECTED = Counter(
+    "gateway_requests_rejected_total",
+    "Prediction requests refused with 503 overloaded because MAX_IN_FLIGHT were already in flight, by route.",
+    ["route"],
+)

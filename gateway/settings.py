@@ -107,6 +107,17 @@ class Settings(BaseSettings):
         le=256,
         description="Images decoded at once (threads); 0 means one per available CPU.",
     )
+    max_in_flight: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description=(
+            "Prediction requests (/predict and /predict/batch) handled at once; more get 503 overloaded with"
+            " Retry-After at once, before their body is read, so buffered bodies stay bounded by about"
+            " MAX_IN_FLIGHT x MAX_BODY_BYTES (MAX_BATCH_BODY_BYTES for batches). Health, readiness, metrics"
+            " and model endpoints are never limited."
+        ),
+    )
 
     # --- URL fetching (gateway.fetch) ---
     fetch_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Whole download deadline per URL.")

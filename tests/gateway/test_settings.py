@@ -11,7 +11,14 @@ pytestmark = pytest.mark.unit
 
 
 def test_the_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("TF_SERVING_HOST", "MODEL_NAME", "MAX_BATCH_SIZE", "ALLOWED_FORMATS", "LOG_FORMAT"):
+    for name in (
+        "TF_SERVING_HOST",
+        "MODEL_NAME",
+        "MAX_BATCH_SIZE",
+        "ALLOWED_FORMATS",
+        "LOG_FORMAT",
+        "MAX_IN_FLIGHT",
+    ):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
     assert settings.tf_serving_host == "localhost:8500"
@@ -19,6 +26,7 @@ def test_the_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -
     assert settings.model_version is None
     assert settings.bind_port == 9696
     assert settings.max_batch_size == 32
+    assert settings.max_in_flight == 16
     assert settings.allowed_formats == {"JPEG", "PNG", "WEBP", "BMP"}
     assert settings.fetch_max_redirects == 3
     assert settings.fetch_allow_loopback is False
@@ -32,6 +40,7 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("FETCH_ALLOWED_HOSTS", "Images.Example.org.,*.cdn.example.net")
     monkeypatch.setenv("FETCH_ALLOW_LOOPBACK", "true")
     monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("MAX_IN_FLIGHT", "4")
     settings = Settings()
     assert settings.grpc_target == "dns:///species-classifier-serving:8500"
     assert settings.model_version == 2
@@ -39,6 +48,7 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.fetch_allowed_hosts == {"images.example.org", "*.cdn.example.net"}
     assert settings.fetch_allow_loopback is True
     assert settings.log_level == "DEBUG"
+    assert settings.max_in_flight == 4
 
 
 @pytest.mark.parametrize(
@@ -56,6 +66,9 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         ("LOG_LEVEL", "chatty"),
         ("MODEL_VERSION", "0"),
         ("BIND_PORT", "70000"),
+        ("MAX_IN_FLIGHT", "0"),
+        ("MAX_IN_FLIGHT", "1025"),
+        ("MAX_IN_FLIGHT", "many"),
     ],
 )
 def test_a_nonsense_value_is_refused_naming_the_variable(
