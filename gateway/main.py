@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from gateway import __version__, contract, fetch, metrics, preprocess, schemas
 from gateway.errors import (
@@ -175,6 +176,11 @@ class RequestContextMiddleware:
                 route = scope["path"]  # one of two fixed templates, safe as a metric label
                 metrics.REJECTED.labels(route=route).inc()
                 await gateway_error_response(self._overloaded())(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client went away mid-upload: nobody to answer and nothing wrong with the gateway, so no
+            # traceback (a flood of aborted uploads must not flood the logs). 499 is nginx's "client closed".
+            status = 499
+            log.info("client disconnected before the request was read")
         except Exception:
             log.exception("unhandled error")
             if not response_started:

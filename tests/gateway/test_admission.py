@@ -7,6 +7,7 @@ test reaches by events, not by sleeping and hoping.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -306,6 +307,30 @@ def test_a_client_that_disconnects_mid_upload_gives_its_slot_back(
     assert servicer.waiting == 0  # it never got as far as TF Serving
     assert not any(m.get("status") == 200 for m in sent if m["type"] == "http.response.start")
     assert_exactly_capacity(api, servicer, 1)
+
+
+def test_a_client_that_disconnects_mid_upload_is_no_server_error(
+    make_api: MakeApi, gated_server: tuple[FakeServingServer, GatedServing], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, _ = gated_server
+    api = make_gated_api(make_api, server, max_in_flight=1)
+    messages = iter([{"type": "http.request", "body": IMAGE[:100], "more_body": True}])
+
+    async def receive() -> Message:
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: Message) -> None:
+        pass
+
+    async def upload_then_vanish() -> None:
+        await api.app(asgi_scope(), receive, send)
+
+    portal = api.portal
+    assert portal is not None
+    with caplog.at_level(logging.INFO, logger="gateway.main"):
+        portal.call(upload_then_vanish)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("client disconnected" in r.getMessage() for r in caplog.records)
 
 
 def test_a_request_cancelled_while_waiting_for_tf_serving_gives_its_slot_back(
