@@ -28,7 +28,7 @@ def _apply_eks_overlay(cp: cluster.ControlPlane) -> None:
 def _install_chart_with_eks_values(cp: cluster.ControlPlane) -> None:
     [namespace] = cluster.objects_of_kind(render.render_kustomize("eks"), "Namespace")
     cp.create_namespace(cluster.NAMESPACE, labels=namespace["metadata"]["labels"])
-    cp.helm(
+    result = cp.helm(
         "install",
         cluster.RELEASE,
         str(render.CHART),
@@ -38,8 +38,16 @@ def _install_chart_with_eks_values(cp: cluster.ControlPlane) -> None:
         str(render.CHART / "values-eks.yaml"),
         "--wait",
         "--timeout",
-        "90s",
+        # values-eks.yaml lets the HPA own the replica count: the Deployment starts at 1 and the HPA
+        # controller raises it to minReplicas on its next sync, so allow for that on a busy machine.
+        "180s",
+        check=False,
     )
+    if result.returncode != 0:
+        state = cp.kubectl(
+            "-n", cluster.NAMESPACE, "get", "deploy,rs,pods,hpa,events", "-o", "wide", check=False
+        ).stdout
+        raise AssertionError(f"helm install with values-eks.yaml failed:\n{result.stderr}\n{state}")
 
 
 @pytest.fixture(scope="module", params=["kustomize-eks", "chart-values-eks"])
@@ -47,14 +55,16 @@ def eks_overlay_applied(
     control_plane: cluster.ControlPlane, request: pytest.FixtureRequest
 ) -> Iterator[cluster.ControlPlane]:
     """The EKS packaging applied: `kubectl apply -k k8s/overlays/eks`, or the chart with values-eks.yaml."""
-    if request.param == "kustomize-eks":
-        _apply_eks_overlay(control_plane)
-    else:
+    if request.param != "kustomize-eks":
         reason = render.chart_available()
         if reason:
             pytest.skip(reason)
-        _install_chart_with_eks_values(control_plane)
     try:
+        # Inside the try: a failed install must not leave its namespace behind for the next module.
+        if request.param == "kustomize-eks":
+            _apply_eks_overlay(control_plane)
+        else:
+            _install_chart_with_eks_values(control_plane)
         for component in cluster.COMPONENTS:
             cluster.wait_for_rollout(control_plane, cluster.NAMESPACE, cluster.deployment_name(component))
         yield control_plane
