@@ -130,6 +130,17 @@ def test_a_service_selector_that_matches_both_workloads_lists_foreign_pods(
     control_plane.apply(objects)
     for component in cluster.COMPONENTS:
         cluster.wait_for_rollout(control_plane, scratch_namespace, cluster.deployment_name(component))
+    # The EndpointSlice controller catches up asynchronously: wait until it has seen the foreign pod, or the
+    # check below could pass on a slice that lists only the serving pod so far.
+    gateway_pod = f"{cluster.deployment_name('gateway')}-"
+    cluster.wait_until(
+        lambda: any(
+            name.startswith(gateway_pod)
+            for name in cluster.endpoint_pods(control_plane, scratch_namespace, serving)
+        ),
+        30,
+        f"Service {serving} with the loosened selector never listed a gateway pod",
+    )
 
     with pytest.raises(AssertionError, match="species-classifier-gateway-"):
         cluster.assert_service_endpoints_are_deployment_pods(
