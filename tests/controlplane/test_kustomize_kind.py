@@ -9,6 +9,7 @@ import pytest
 
 from tests.controlplane import cluster
 from tests.packaging import render
+from tests.packaging.checks import get
 
 OVERLAY = cluster.REPO / "k8s" / "overlays" / "kind"
 SERVICE_PORTS = {"gateway": {"http": 9696}, "serving": {"grpc": 8500, "http": 8501}}
@@ -109,7 +110,7 @@ def test_a_service_selector_that_matches_no_pod_leaves_the_service_without_endpo
 ) -> None:
     objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
     gateway = cluster.deployment_name("gateway")
-    service = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == gateway)
+    service = get(objects, "Service", gateway)
     service["spec"]["selector"]["app.kubernetes.io/component"] = "gatewy"
     control_plane.apply(objects)
     cluster.wait_for_rollout(control_plane, scratch_namespace, gateway)
@@ -125,7 +126,7 @@ def test_a_service_selector_that_matches_both_workloads_lists_foreign_pods(
 ) -> None:
     objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
     serving = cluster.deployment_name("serving")
-    service = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == serving)
+    service = get(objects, "Service", serving)
     del service["spec"]["selector"]["app.kubernetes.io/component"]
     control_plane.apply(objects)
     for component in cluster.COMPONENTS:
@@ -153,7 +154,7 @@ def test_a_pod_template_that_is_not_restricted_is_rejected_and_never_rolls_out(
 ) -> None:
     objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
     gateway = cluster.deployment_name("gateway")
-    deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == gateway)
+    deployment = get(objects, "Deployment", gateway)
     deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = (
         True
     )
@@ -170,7 +171,7 @@ def test_a_rollout_allowed_to_take_a_pod_down_first_is_seen_below_the_desired_co
     # whose strategy retires an old pod before starting a new one, does see the dip.
     objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
     gateway = cluster.deployment_name("gateway")
-    deployment = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == gateway)
+    deployment = get(objects, "Deployment", gateway)
     deployment["spec"]["replicas"] = 3
     deployment["spec"]["strategy"]["rollingUpdate"] = {"maxSurge": 0, "maxUnavailable": 1}
     control_plane.apply(objects)

@@ -51,6 +51,15 @@ def find(objs: list[Manifest], kind: str, name: str) -> Manifest | None:
     return next((o for o in of_kind(objs, kind) if o["metadata"]["name"] == name), None)
 
 
+def get(objs: list[Manifest], kind: str, name: str) -> Manifest:
+    """The one `kind`/`name` object of a render; fails naming what was rendered instead."""
+    obj = find(objs, kind, name)
+    assert obj is not None, (
+        f"{kind}/{name} not rendered; got {[o['kind'] + '/' + o['metadata']['name'] for o in objs]}"
+    )
+    return obj
+
+
 def is_hook(obj: Manifest) -> bool:
     return HOOK_ANNOTATION in (obj.get("metadata", {}).get("annotations") or {})
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.packaging import render
-from tests.packaging.checks import Manifest, find, is_hook, of_kind
+from tests.packaging.checks import Manifest, find, get, is_hook, of_kind
 
 pytestmark = pytest.mark.packaging
 
@@ -47,14 +47,6 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
 
 def chart(*set_values: str, values: tuple[str, ...] = (), release: str = render.RELEASE) -> list[Manifest]:
     return render.render_chart(values, set_values, release=release)
-
-
-def get(objs: list[Manifest], kind: str, name: str) -> Manifest:
-    obj = find(objs, kind, name)
-    assert obj is not None, (
-        f"{kind}/{name} not rendered; got {[o['kind'] + '/' + o['metadata']['name'] for o in objs]}"
-    )
-    return obj
 
 
 def container(objs: list[Manifest], deployment: str) -> dict[str, Any]:
