@@ -59,14 +59,14 @@ $(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requir
 		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
 	touch $@
 
-$(GW_VENV)/.installed: gateway/requirements.txt gateway/vendor_tf_protos.py
+$(GW_VENV)/.installed: gateway/requirements.txt hack/vendor_tf_protos.py
 	$(PYTHON) -m venv $(GW_VENV)
 	$(GW_PY) -m pip install --quiet --disable-pip-version-check -r gateway/requirements.txt
 	$(GW_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
 		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
 	$(GW_PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
 		--dest $(BUILD)/wheels tensorflow-cpu==$(TF_VERSION)
-	$(GW_PY) gateway/vendor_tf_protos.py --wheel $(BUILD)/wheels/tensorflow_cpu-$(TF_VERSION)-*.whl \
+	$(GW_PY) hack/vendor_tf_protos.py --wheel $(BUILD)/wheels/tensorflow_cpu-$(TF_VERSION)-*.whl \
 		--dest $$($(GW_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 	# As in gateway/Dockerfile: numpy's own test suite is never imported by the gateway.
 	find $(GW_VENV)/lib -path '*/numpy/*' -type d -name tests -prune -exec rm -rf {} +

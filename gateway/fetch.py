@@ -3,8 +3,9 @@
 The gateway runs inside a cluster, next to TF Serving, the Kubernetes API and the cloud's metadata service
 (169.254.169.254), so a URL from a client must never make it talk to any of those. The guard has two layers:
 
-1. The URL itself (`check_url`), before any request: http/https only, no userinfo, the host in the allow-list
-   when one is configured, and an IP-literal host must be a public address.
+1. The URL itself (`check_url`), before any request: http/https only, no userinfo, a port in
+   FETCH_ALLOWED_PORTS (80 and 443 by default), the host in the allow-list when one is configured, and an
+   IP-literal host must be a public address.
 2. The connection (`GuardedBackend`): httpcore asks its network backend to open every TCP connection, and this
    backend resolves the host once, rejects the connection if ANY resolved address is not public, and then
    connects to one of the addresses it checked. Nothing resolves the name a second time, so a DNS answer that
@@ -13,29 +14,34 @@ The gateway runs inside a cluster, next to TF Serving, the Kubernetes API and th
    URL's, so virtual hosting and HTTPS work as usual.
 
 Redirects are followed here, not by httpx, so each hop passes both layers again, at most
-`fetch_max_redirects` times. The body is streamed and cut off at `fetch_max_bytes`; the whole fetch (DNS,
+`fetch_max_redirects` times. The body is streamed and cut off at `fetch_max_bytes`; the response head,
+interim (1xx) responses included, at `fetch_max_header_bytes` (`_HeadBudgetStream`); the whole fetch (DNS,
 connect, every hop, body) has one deadline of `fetch_timeout_s`.
 
-Error messages go to the client, so they never contain the resolved address of a forbidden host: a scanner
-learns only "resolves to a non-public address". The log line (operators only) says which kind it was.
+Error messages go to the client, so they never contain the resolved address of a forbidden host (a scanner
+learns only "resolves to a non-public address"), and every failure of the remote side reads the same,
+"could not fetch the image URL": refused, timed out, reset, an HTTP error status, too many redirects. So
+the gateway cannot be used to tell open, closed and filtered ports or a host's status codes apart. The log
+line (operators only) says what it was.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import certifi
 import httpcore
 import httpx
 
-from gateway.errors import FetchFailed, FetchTimeout, ForbiddenURL, PayloadTooLarge
+from gateway.errors import FetchFailed, ForbiddenURL, PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,8 @@ USER_AGENT = "species-classifier-gateway (image fetch)"
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 PUBLIC = "public"
 NON_PUBLIC_MESSAGE = "resolves to a non-public address"
+COULD_NOT_FETCH = "could not fetch the image URL"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # RFC 6598 shared address space (carrier-grade NAT); ipaddress calls it neither private nor global.
 _SHARED_V4 = ipaddress.IPv4Network("100.64.0.0/10")
@@ -69,6 +77,12 @@ class FetchSettings(Protocol):
     def fetch_allowed_hosts(self) -> Collection[str]: ...
     @property
     def fetch_allow_loopback(self) -> bool: ...
+    @property
+    def fetch_allowed_ports(self) -> Collection[int]: ...
+    @property
+    def fetch_max_header_bytes(self) -> int: ...
+    @property
+    def fetch_pool_size(self) -> int: ...
 
 
 # --- the address classifier (pure: no DNS, no I/O) ---
@@ -161,6 +175,10 @@ def check_url(url: httpx.URL, settings: FetchSettings, *, what: str = "URL") -> 
     host = url.host
     if not host:
         raise ForbiddenURL(f"{what} has no host")
+    port = url.port or DEFAULT_PORTS[url.scheme]
+    if port not in settings.fetch_allowed_ports:
+        ports = ", ".join(str(p) for p in sorted(settings.fetch_allowed_ports))
+        raise ForbiddenURL(f"{what} port must be one of {ports}")
     # An internationalised name may be listed in Unicode or in its ASCII (punycode) form.
     ascii_host = url.raw_host.decode("ascii", errors="replace")
     allowed = settings.fetch_allowed_hosts
@@ -217,8 +235,15 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     forbidden address is never connected to.
     """
 
-    def __init__(self, *, allow_loopback: bool, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        allow_loopback: bool,
+        allowed_ports: Collection[int] = frozenset(DEFAULT_PORTS.values()),
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
         self._allow_loopback = allow_loopback
+        self._allowed_ports = allowed_ports
         self._inner = inner if inner is not None else httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -229,13 +254,16 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        if port not in self._allowed_ports:  # check_url refused it already; this layer never trusts that
+            raise ForbiddenURL("URL port is not allowed")
         addresses = await resolve_checked(host, port, allow_loopback=self._allow_loopback, timeout=timeout)
         last_error: Exception | None = None
         for ip in addresses:
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     str(ip), port, timeout=timeout, local_address=local_address, socket_options=socket_options
                 )
+                return _HeadBudgetStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         assert last_error is not None  # addresses is never empty
@@ -251,6 +279,65 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+# The response head being read on this task, with what is left of its budget: set by `_trace` between
+# httpcore's "receive_response_headers" events, counted down by `_HeadBudgetStream.read`.
+_HEAD_BUDGET: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("head_budget", default=None)
+
+
+class HeadTooLarge(httpcore.ReadError):
+    """The response head (interim responses included) passed fetch_max_header_bytes."""
+
+
+class _HeadBudgetStream(httpcore.AsyncNetworkStream):
+    """A connection that counts the bytes it reads while a response head is expected.
+
+    httpcore reads interim responses (`100 Continue`, ...) in a loop until the final one, each within the
+    read timeout, so an endless stream of them would keep a fetch busy parsing on the event loop until its
+    deadline. Counting every byte until the final head has arrived bounds that work by
+    `fetch_max_header_bytes` (plus one read).
+    """
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        budget = _HEAD_BUDGET.get()
+        # Checked before reading: the read that completes a head may carry the start of the body too, so
+        # a head costs at most the budget plus one read.
+        if budget is not None and budget[0] < 0:
+            raise HeadTooLarge("the response head is too large")
+        data = await self._stream.read(max_bytes, timeout)
+        if budget is not None:
+            budget[0] -= len(data)
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        return _HeadBudgetStream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+def _head_tracer(max_header_bytes: int) -> Callable[[str, dict[str, Any]], Any]:
+    """An httpcore `trace` extension that opens the head budget while the response head is read."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "http11.receive_response_headers.started":
+            _HEAD_BUDGET.set([max_header_bytes])
+        elif event.startswith("http11.receive_response_headers."):
+            _HEAD_BUDGET.set(None)
+
+    return trace
 
 
 class _GuardedTransport(httpx.AsyncHTTPTransport):
@@ -283,8 +370,16 @@ def make_http_client(
 
     `network_backend` and `ssl_context` exist for tests (a connection spy, a test CA).
     """
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=10.0)
-    backend = GuardedBackend(allow_loopback=settings.fetch_allow_loopback, inner=network_backend)
+    # As many connections as all admitted requests may use at once (MAX_IN_FLIGHT x FETCH_CONCURRENCY), so
+    # a request never waits for a connection that another request's hanging downloads hold.
+    limits = httpx.Limits(
+        max_connections=settings.fetch_pool_size, max_keepalive_connections=16, keepalive_expiry=10.0
+    )
+    backend = GuardedBackend(
+        allow_loopback=settings.fetch_allow_loopback,
+        allowed_ports=settings.fetch_allowed_ports,
+        inner=network_backend,
+    )
     if ssl_context is None:
         ssl_context = ssl.create_default_context(cafile=certifi.where())
     return httpx.AsyncClient(
@@ -302,47 +397,65 @@ def make_http_client(
 # --- the fetch ---
 
 
-async def fetch_image(url: str, *, settings: FetchSettings, client: httpx.AsyncClient) -> bytes:
+def _failed(reason: str) -> FetchFailed:
+    """The one answer for every failure of the remote side; `reason` goes to the log only."""
+    logger.info("fetch failed: %s", reason)
+    return FetchFailed(COULD_NOT_FETCH)
+
+
+async def fetch_image(
+    url: str,
+    *,
+    settings: FetchSettings,
+    client: httpx.AsyncClient,
+    account: Callable[[int], None] | None = None,
+) -> bytes:
     """Download the image at `url`, following at most `fetch_max_redirects` redirects, each one re-checked.
 
-    Raises ForbiddenURL (400), PayloadTooLarge (413), FetchFailed (422: non-2xx, connection errors, too many
-    redirects) or FetchTimeout (422).
+    `account(n)` is called before `n` more body bytes are kept (the caller's memory budget; it raises to
+    stop the download). Raises ForbiddenURL (400), PayloadTooLarge (413) or FetchFailed (422: anything the
+    remote side did wrong, said the same way).
     """
     try:
         with anyio.fail_after(settings.fetch_timeout_s):
-            return await _follow(url, settings, client)
+            return await _follow(url, settings, client, account)
     except (TimeoutError, httpx.TimeoutException) as exc:
-        raise FetchTimeout(f"fetching the image URL took longer than {settings.fetch_timeout_s:g} s") from exc
+        raise _failed(f"no answer within {settings.fetch_timeout_s:g} s ({type(exc).__name__})") from exc
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise ForbiddenURL("not a valid http or https URL") from exc
     except httpx.HTTPError as exc:
-        logger.info("fetch failed: %s: %s", type(exc).__name__, exc)
-        raise FetchFailed("could not fetch the image URL (connection failed)") from exc
+        raise _failed(f"{type(exc).__name__}: {exc}") from exc
 
 
-async def _follow(url: str, settings: FetchSettings, client: httpx.AsyncClient) -> bytes:
+async def _follow(
+    url: str, settings: FetchSettings, client: httpx.AsyncClient, account: Callable[[int], None] | None
+) -> bytes:
     current = httpx.URL(url)
+    trace = _head_tracer(settings.fetch_max_header_bytes)
     for hop in range(settings.fetch_max_redirects + 1):
         check_url(current, settings, what="URL" if hop == 0 else "redirect target")
-        response = await client.send(client.build_request("GET", current), stream=True)
+        request = client.build_request("GET", current, extensions={"trace": trace})
+        response = await client.send(request, stream=True)
         try:
             if response.is_redirect:
                 try:
                     current = current.join(response.headers["Location"])
                 except httpx.InvalidURL as exc:
-                    raise FetchFailed("the image URL redirected to an invalid URL") from exc
+                    raise _failed("redirect to an invalid URL") from exc
                 continue
             if not response.is_success:
-                raise FetchFailed(f"the image URL answered HTTP {response.status_code}")
-            body = await _read_capped(response, settings.fetch_max_bytes)
+                raise _failed(f"HTTP {response.status_code}")
+            body = await _read_capped(response, settings.fetch_max_bytes, account)
             logger.debug("fetched %d bytes after %d redirect(s)", len(body), hop)
             return body
         finally:
             await response.aclose()
-    raise FetchFailed(f"the image URL redirected more than {settings.fetch_max_redirects} times")
+    raise _failed(f"more than {settings.fetch_max_redirects} redirects")
 
 
-async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+async def _read_capped(
+    response: httpx.Response, max_bytes: int, account: Callable[[int], None] | None
+) -> bytes:
     too_large = f"the image at the URL is larger than {max_bytes} bytes"
     declared = response.headers.get("Content-Length")
     if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
@@ -350,10 +463,14 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     # Identity was asked for; a compressed body could expand past the cap inside one decoded chunk.
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise FetchFailed("the image URL answered with a compressed body (Content-Encoding), not accepted")
-    body = bytearray()
+        raise _failed(f"compressed body (Content-Encoding: {encoding[:40]})")
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in response.aiter_raw():
-        body += chunk
-        if len(body) > max_bytes:
+        size += len(chunk)
+        if size > max_bytes:
             raise PayloadTooLarge(too_large)
-    return bytes(body)
+        if account is not None:
+            account(len(chunk))
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,9 +1,13 @@
 """Logging, configured once: JSON lines (or plain text) on stderr, each carrying the request id.
 
 The request id comes from the `X-Request-ID` header when it is sane, else it is generated; the middleware in
-gateway.main stores it in a context variable that every log record of the request picks up, and echoes it
-in the response header. Per-stage timings are collected in another context variable and written in the
+gateway.context stores it in a context variable that every log record of the request picks up, and echoes
+it in the response header. Per-stage timings are collected in another context variable and written in the
 request's one access-log line.
+
+Log lines carry client-controlled text (paths, URLs, header values). JSON escapes it by itself; the text
+format escapes every control character, so a `%0a` in a path cannot start a forged line and no terminal
+escape sequence reaches an operator's terminal.
 """
 
 from __future__ import annotations
@@ -46,6 +50,33 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+# C0 and C1 control characters, DEL included; tab too, so fields stay space-separated.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """Control characters as `\\n`, `\\x1b`, ... (what `repr` would show), everything else unchanged."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+class TextFormatter(logging.Formatter):
+    """One physical line per record: the message escaped; a traceback indented under it, escaped per line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        lines = super().formatException(ei).splitlines()
+        return "\n".join("    | " + escape_controls(line) for line in lines)
+
+    def formatStack(self, stack_info: str) -> str:
+        return "\n".join("    | " + escape_controls(line) for line in stack_info.splitlines())
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -64,28 +95,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-_configured = False
+_handler: logging.Handler | None = None
 
 
 def configure_logging(level: int, fmt: str) -> None:
-    """Installs one stderr handler on the root logger; uvicorn's loggers propagate into it. Idempotent."""
-    global _configured
+    """One stderr handler on the root logger, which uvicorn's loggers propagate into.
+
+    Called once per process by gateway.server; calling it again changes the level and format in place.
+    """
+    global _handler
     root = logging.getLogger()
     root.setLevel(level)
-    if _configured:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RequestIdFilter())
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
-    root.addHandler(handler)
+    if _handler is None:
+        _handler = logging.StreamHandler(sys.stderr)
+        _handler.addFilter(_RequestIdFilter())
+        root.addHandler(_handler)
+    _handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     # The gateway writes its own access line (with request id and stage timings).
     logging.getLogger("uvicorn.access").disabled = True
-    _configured = True

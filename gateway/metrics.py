@@ -1,4 +1,5 @@
-"""Prometheus metrics of the gateway, served at GET /metrics.
+"""Prometheus metrics of the gateway, served at GET /metrics (on METRICS_PORT, and on BIND_PORT unless
+METRICS_ON_MAIN_PORT is false).
 
 Route labels are route templates (`/predict`), never raw paths, so scanners cannot blow up cardinality.
 """
@@ -40,6 +41,25 @@ IN_FLIGHT = Gauge(
 )
 REJECTED = Counter(
     "gateway_requests_rejected_total",
-    "Prediction requests refused with 503 overloaded because MAX_IN_FLIGHT were already in flight, by route.",
+    "Prediction requests refused with 503 overloaded at admission (MAX_IN_FLIGHT reached or the memory"
+    " budget full; gateway_requests_refused_total tells which), by route.",
     ["route"],
+)
+REFUSED = Counter(
+    "gateway_requests_refused_total",
+    "Requests refused before or while being read or decoded, by reason: in_flight_limit, memory_budget"
+    " (503); header_timeout, body_timeout, body_too_slow (408); header_too_large (431); body_too_large,"
+    " batch_too_large, decode_memory, jpeg_scans (413).",
+    ["reason"],
+)
+BUDGET_BYTES = Gauge(
+    "gateway_budget_bytes",
+    "Capacity of each budget: memory (request bodies and fetched images), decode (image decodes), tmp"
+    " (spooled multipart uploads).",
+    ["budget"],
+)
+BUDGET_USED_BYTES = Gauge("gateway_budget_used_bytes", "Bytes reserved from each budget now.", ["budget"])
+DECODES_ABANDONED = Counter(
+    "gateway_decodes_abandoned_total",
+    "Image decodes not started or stopped early because their client disconnected.",
 )

@@ -31,12 +31,9 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 import timeit
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +41,11 @@ import httpx
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from gateway import preprocess
+from gateway.settings import DEFAULT_ALLOWED_FORMATS
 from model import spec
 from tests.support.gateway import GatewayProcess, running_gateway
+from tests.support.http import LocalServer
 from tests.support.standin import run_standin
 
 SIZES = {"1080p": (1920, 1080), "12MP": (4000, 3000)}
@@ -53,6 +53,8 @@ CONCURRENCY = (1, 8, 32)
 # Requests per (size, concurrency) run at --scale 1: enough for a stable p50 and a rough p99 in ~1-3 min.
 REQUESTS = {"1080p": {1: 40, 8: 120, 32: 192}, "12MP": {1: 12, 8: 40, 32: 64}}
 BATCH_SIZES = (8, 32)
+# What one image may cost in the in-process measurements: any camera-trap photo.
+LIMITS = preprocess.Limits(allowed_formats=DEFAULT_ALLOWED_FORMATS, max_pixels=50_000_000)
 STAGES = ("fetch", "decode", "serve")
 
 
@@ -112,7 +114,6 @@ def ratio(slow: float, fast: float) -> float:
 def bench_decode(images: dict[str, bytes]) -> dict[str, Any]:
     """The gateway's preprocess (JPEG draft decode) vs a full decode + the same resize."""
     from gateway import preprocess
-    from gateway.settings import DEFAULT_ALLOWED_FORMATS
 
     def full_decode(data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
@@ -123,7 +124,7 @@ def bench_decode(images: dict[str, bytes]) -> dict[str, Any]:
     for name, data in images.items():
 
         def gateway_decode(data: bytes = data) -> np.ndarray:
-            return preprocess.decode(data, allowed_formats=DEFAULT_ALLOWED_FORMATS, max_pixels=50_000_000)
+            return preprocess.decode(data, LIMITS)
 
         draft_s = best_of(gateway_decode, repeat=3)
         full_s = best_of(functools.partial(full_decode, data), repeat=3)
@@ -140,8 +141,8 @@ def bench_decode(images: dict[str, bytes]) -> dict[str, Any]:
 @functools.cache
 def request_builder() -> Callable[[np.ndarray], Any]:
     """The gateway's own PredictRequest builder, with default settings."""
-    from gateway.serving_client import build_predict_request
     from gateway.settings import Settings
+    from gateway.tfserving import build_predict_request
 
     return functools.partial(build_predict_request, settings=Settings())
 
@@ -152,15 +153,14 @@ def predict_request(batch: np.ndarray) -> Any:
 
 def sample_batch(size: int, images: dict[str, bytes]) -> np.ndarray:
     from gateway import preprocess
-    from gateway.settings import DEFAULT_ALLOWED_FORMATS
 
-    one = preprocess.decode(images["1080p"], allowed_formats=DEFAULT_ALLOWED_FORMATS, max_pixels=50_000_000)
+    one = preprocess.decode(images["1080p"], LIMITS)
     return np.stack([one] * size)
 
 
 def bench_wire(images: dict[str, bytes]) -> dict[str, Any]:
     """Bytes per image on the wire to TF Serving, for one image (batch of 1)."""
-    from gateway.serving_client import fill_tensor_proto
+    from gateway.tfserving import fill_tensor_proto
 
     batch = sample_batch(1, images)
     as_float = batch.astype(np.float32) / 255.0
@@ -221,43 +221,29 @@ def bench_encode(images: dict[str, bytes]) -> dict[str, Any]:
 # --- the processes ---
 
 
-@dataclass
-class Gateway:
-    url: str
-    process: GatewayProcess
-    ready_after_s: float
-
-    def rss_mib(self) -> float:
-        return round(self.process.rss_bytes() / 2**20, 1)
-
-
-def wait_ready(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.02)
-    raise TimeoutError(f"gateway at {url} not ready after {timeout:.0f} s")
-
-
 @contextlib.contextmanager
-def run_gateway_process(gateway_python: Path, tf_serving_host: str) -> Iterator[Gateway]:
+def run_gateway_process(
+    gateway_python: Path, tf_serving_host: str, fetch_port: int
+) -> Iterator[GatewayProcess]:
     """`python -m gateway` in the gateway's own environment, as its image runs it; waits for /readyz."""
     env = {
         "TF_SERVING_HOST": tf_serving_host,
         "LOG_LEVEL": "WARNING",
         "MAX_BATCH_SIZE": str(max(BATCH_SIZES)),
-        # Above the highest concurrency measured: the bench measures capacity, not the admission limit
-        # (MAX_IN_FLIGHT, default 16, would answer the excess of c=32 with 503 at once).
+        # Above the highest concurrency measured: the bench measures capacity, not admission (MAX_IN_FLIGHT,
+        # default 16, and the memory budget of a 512 MiB pod would answer part of c=32 with 503 at once).
         "MAX_IN_FLIGHT": "64",
-        # The URL-fetch runs download from a server on 127.0.0.1; never set this in a cluster.
+        "MEMORY_LIMIT_BYTES": str(2 * 2**30),
+        # The URL-fetch runs download from a server on 127.0.0.1; never set these in a cluster.
         "FETCH_ALLOW_LOOPBACK": "true",
+        "FETCH_ALLOWED_PORTS": str(fetch_port),
     }
-    with running_gateway(env, python=gateway_python) as process:
-        wait_ready(process.base_url)
-        ready_after_s = round(time.monotonic() - process.started_at, 2)
-        yield Gateway(process.base_url, process, ready_after_s)
+    with running_gateway(env, python=gateway_python, ready=True) as process:
+        yield process
+
+
+def rss_mib(process: GatewayProcess) -> float:
+    return round(process.rss_bytes() / 2**20, 1)
 
 
 def scrape_stages(url: str) -> dict[str, tuple[float, float]]:
@@ -337,54 +323,27 @@ def raw_body(data: bytes) -> dict[str, Any]:
     return {"content": data, "headers": {"Content-Type": "image/jpeg"}}
 
 
-@contextlib.contextmanager
-def image_server(data: bytes) -> Iterator[str]:
-    """Serves `data` at http://127.0.0.1:<port>/photo.jpg, for the gateway's URL-fetch path."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def bench_load(url: str, images: dict[str, bytes], scale: float) -> list[dict[str, Any]]:
+def bench_load(url: str, images: dict[str, bytes], photo_url: str, scale: float) -> list[dict[str, Any]]:
     plans: list[tuple[str, str, dict[str, Any], int]] = []
     for name, data in images.items():
         plans += [(name, "body", raw_body(data), c) for c in CONCURRENCY]
     runs = []
-    with image_server(images["1080p"]) as photo_url:
-        # The seed's request, {"url": ...}: the gateway downloads the photo from a local server.
-        plans += [("1080p", "url", {"json": {"url": photo_url}}, c) for c in CONCURRENCY[:2]]
-        for name, mode, request, concurrency in plans:
-            total = max(concurrency, int(REQUESTS[name][concurrency] * scale))
-            before = scrape_stages(url)
-            result = asyncio.run(load(url, request, concurrency, total))
-            result["image"] = name
-            result["sent_as"] = mode
-            result["gateway_stage_mean_ms"] = stage_means(before, scrape_stages(url))
-            runs.append(result)
-            failed = f"  FAILED {result['failures']}" if result["failures"] else ""
-            print(
-                f"  {name:>6} {mode:>4} c={concurrency:<3} {result['throughput_rps']:7.1f} req/s  "
-                f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms{failed}",
-                flush=True,
-            )
+    # The seed's request, {"url": ...}: the gateway downloads the photo from a local server.
+    plans += [("1080p", "url", {"json": {"url": photo_url}}, c) for c in CONCURRENCY[:2]]
+    for name, mode, request, concurrency in plans:
+        total = max(concurrency, int(REQUESTS[name][concurrency] * scale))
+        before = scrape_stages(url)
+        result = asyncio.run(load(url, request, concurrency, total))
+        result["image"] = name
+        result["sent_as"] = mode
+        result["gateway_stage_mean_ms"] = stage_means(before, scrape_stages(url))
+        runs.append(result)
+        failed = f"  FAILED {result['failures']}" if result["failures"] else ""
+        print(
+            f"  {name:>6} {mode:>4} c={concurrency:<3} {result['throughput_rps']:7.1f} req/s  "
+            f"p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms{failed}",
+            flush=True,
+        )
     return runs
 
 
@@ -635,20 +594,22 @@ def main(argv: list[str] | None = None) -> int:
 
     print("starting the stand-in and the gateway ...", flush=True)
     with (
+        LocalServer({"/photo.jpg": images["1080p"]}) as photos,
         run_standin(args.model_base_path) as address,
-        run_gateway_process(args.gateway_python, address) as gateway,
+        run_gateway_process(args.gateway_python, address, photos.port) as gateway,
     ):
-        print(f"gateway ready after {gateway.ready_after_s} s; load:", flush=True)
-        warm = httpx.post(f"{gateway.url}/predict", **raw_body(images["1080p"]))
+        ready_after_s = round(gateway.ready_after_s or 0.0, 2)
+        print(f"gateway ready after {ready_after_s} s; load:", flush=True)
+        warm = httpx.post(f"{gateway.base_url}/predict", **raw_body(images["1080p"]))
         warm.raise_for_status()
-        rss_warm = gateway.rss_mib()
-        results["load"] = bench_load(gateway.url, images, args.scale)
+        rss_warm = rss_mib(gateway)
+        results["load"] = bench_load(gateway.base_url, images, photos.url("/photo.jpg"), args.scale)
         print("batch endpoint ...", flush=True)
-        results["batch"] = bench_batch(gateway.url, images["1080p"], repeat=3 if args.scale >= 1 else 1)
+        results["batch"] = bench_batch(gateway.base_url, images["1080p"], repeat=3 if args.scale >= 1 else 1)
         results["gateway"] = {
-            "ready_after_s": gateway.ready_after_s,
+            "ready_after_s": ready_after_s,
             "rss_mib_after_warmup": rss_warm,
-            "rss_mib_after_run": gateway.rss_mib(),
+            "rss_mib_after_run": rss_mib(gateway),
         }
     results["duration_s"] = round(time.monotonic() - started, 1)
     results["headline"] = headline(results)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.log import configure_logging
 from gateway.main import create_app
 from gateway.settings import Settings
 from tests.gateway.fake_serving import FakeServingServer
@@ -35,7 +36,9 @@ def make_api(fake_serving: FakeServingServer) -> Iterator[Callable[..., TestClie
             "log_format": "text",
             **overrides,
         }
-        client = TestClient(create_app(Settings(**values)), raise_server_exceptions=False)
+        settings = Settings(**values)
+        configure_logging(settings.log_level_number, settings.log_format)  # as gateway.server does
+        client = TestClient(create_app(settings), raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
         return client

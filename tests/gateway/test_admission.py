@@ -255,7 +255,7 @@ def test_failed_requests_give_their_slot_back(
         raise RuntimeError("bug")
 
     with monkeypatch.context() as patch:
-        patch.setattr(preprocess, "decode", broken)
+        patch.setattr(preprocess, "finish", broken)
         assert_error(predict(api), 500, "internal")
 
     servicer.gate.clear()
@@ -327,7 +327,7 @@ def test_a_client_that_disconnects_mid_upload_is_no_server_error(
 
     portal = api.portal
     assert portal is not None
-    with caplog.at_level(logging.INFO, logger="gateway.main"):
+    with caplog.at_level(logging.INFO, logger="gateway.context"):
         portal.call(upload_then_vanish)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("client disconnected" in r.getMessage() for r in caplog.records)

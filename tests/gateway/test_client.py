@@ -4,23 +4,19 @@ and once against the real gateway and stand-in processes."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gateway import client
 from model.spec import LABELS, MODEL_NAME
 from tests.support.gateway import run_gateway
+from tests.support.http import Handler, LocalServer
 from tests.support.standin import run_standin
 
 JPEG = b"\xff\xd8\xff\xe0fake-jpeg-bytes\xff\xd9"
@@ -55,80 +51,61 @@ def multipart_files(body: bytes, content_type: str, field: str) -> list[bytes]:
     return contents
 
 
-class FakeGateway(BaseHTTPRequestHandler):
-    server: FakeServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        content_type = self.headers.get("Content-Type", "")
-        self.server.requests.append((self.path, content_type, body))
-        if self.path == "/predict" and content_type.startswith("multipart/form-data"):
-            name = body.split(b'filename="', 1)[1].split(b'"', 1)[0].decode()
-            self._answer_for(name)
-        elif self.path == "/predict" and content_type == "application/json":
-            self._answer_for(json.loads(body)["url"])
-        elif self.path == "/predict/batch":
-            if content_type.startswith("multipart/form-data"):
-                texts = [part.decode("latin-1") for part in multipart_files(body, content_type, "files")]
-            else:
-                texts = [
-                    image.get("url") or base64.b64decode(image["image"]).decode("latin-1")
-                    for image in json.loads(body)["images"]
-                ]
-            results = [{k: v for k, v in answer_for(label_in(t)).items() if k != "model"} for t in texts]
-            self._json(200, {"results": results, "model": {"name": MODEL_NAME, "version": "7"}})
-        else:
-            self._json(404, {"error": {"code": "not_found", "message": "no such route"}})
-
-    def _answer_for(self, name: str) -> None:
-        if "forbidden" in name:
-            self._json(
-                400,
-                {"error": {"code": "forbidden_url", "message": "URL host resolves to a non-public address"}},
-            )
-        elif "overloaded" in name:
-            self._json(
-                503, {"error": {"code": "upstream_unavailable", "message": "TF Serving is unavailable"}}
-            )
-        elif "proxy-page" in name:
-            self._send(502, b"<html>Bad Gateway</html>", "text/html")
-        else:
-            self._json(200, answer_for(label_in(name)))
-
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
-        self._send(status, json.dumps(payload).encode(), "application/json")
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def answer_json(handler: Handler, status: int, payload: dict[str, Any]) -> None:
+    handler.send(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
 
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True
+class FakeGateway(LocalServer):
+    """Answers POST /predict and /predict/batch in the gateway's documented format, classifying by name."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), FakeGateway)
-        self.requests: list[tuple[str, str, bytes]] = []
+        super().__init__({"/predict": self._predict, "/predict/batch": self._batch})
+        self.posts: list[tuple[str, str, bytes]] = []  # path, content type, body
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return self.base_url
+
+    def _read(self, handler: Handler) -> tuple[str, bytes]:
+        body = handler.body()
+        content_type = handler.headers.get("Content-Type", "")
+        self.posts.append((handler.route, content_type, body))
+        return content_type, body
+
+    def _predict(self, handler: Handler) -> None:
+        content_type, body = self._read(handler)
+        if content_type.startswith("multipart/form-data"):
+            name = body.split(b'filename="', 1)[1].split(b'"', 1)[0].decode()
+        else:
+            name = json.loads(body)["url"]
+        if "forbidden" in name:
+            error = {"code": "forbidden_url", "message": "URL host resolves to a non-public address"}
+            answer_json(handler, 400, {"error": error})
+        elif "overloaded" in name:
+            error = {"code": "upstream_unavailable", "message": "TF Serving is unavailable"}
+            answer_json(handler, 503, {"error": error})
+        elif "proxy-page" in name:
+            handler.send(502, b"<html>Bad Gateway</html>", {"Content-Type": "text/html"})
+        else:
+            answer_json(handler, 200, answer_for(label_in(name)))
+
+    def _batch(self, handler: Handler) -> None:
+        content_type, body = self._read(handler)
+        if content_type.startswith("multipart/form-data"):
+            texts = [part.decode("latin-1") for part in multipart_files(body, content_type, "files")]
+        else:
+            texts = [
+                image.get("url") or base64.b64decode(image["image"]).decode("latin-1")
+                for image in json.loads(body)["images"]
+            ]
+        results = [{k: v for k, v in answer_for(label_in(t)).items() if k != "model"} for t in texts]
+        answer_json(handler, 200, {"results": results, "model": {"name": MODEL_NAME, "version": "7"}})
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeServer]:
-    server = FakeServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def fake() -> Iterator[FakeGateway]:
+    with FakeGateway() as server:
+        yield server
 
 
 @pytest.fixture
@@ -145,10 +122,10 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.process
-def test_a_file_is_sent_as_multipart_and_its_top_labels_are_printed(fake: FakeServer, leopard: Path) -> None:
+def test_a_file_is_sent_as_multipart_and_its_top_labels_are_printed(fake: FakeGateway, leopard: Path) -> None:
     code, out, err = run_cli(str(leopard), "--endpoint", fake.endpoint)
     assert code == 0, err
-    path, content_type, body = fake.requests[0]
+    path, content_type, body = fake.posts[0]
     assert path == "/predict"
     assert content_type.startswith("multipart/form-data")
     assert b'name="file"; filename="leopard.jpg"' in body
@@ -161,35 +138,35 @@ def test_a_file_is_sent_as_multipart_and_its_top_labels_are_printed(fake: FakeSe
 
 
 @pytest.mark.process
-def test_a_url_is_sent_as_json_for_the_gateway_to_fetch(fake: FakeServer) -> None:
+def test_a_url_is_sent_as_json_for_the_gateway_to_fetch(fake: FakeGateway) -> None:
     code, out, _ = run_cli("https://images.example.org/bird.jpg", "--endpoint", fake.endpoint)
     assert code == 0
-    assert fake.requests[0][1:] == ("application/json", b'{"url":"https://images.example.org/bird.jpg"}')
+    assert fake.posts[0][1:] == ("application/json", b'{"url":"https://images.example.org/bird.jpg"}')
     assert "bird" in out.splitlines()[2]
 
 
 @pytest.mark.process
 @pytest.mark.parametrize("top", [1, 2, 8])
-def test_top_sets_how_many_labels_are_printed(fake: FakeServer, leopard: Path, top: int) -> None:
+def test_top_sets_how_many_labels_are_printed(fake: FakeGateway, leopard: Path, top: int) -> None:
     _, out, _ = run_cli(str(leopard), "--endpoint", fake.endpoint, "--top", str(top))
     rows = [line for line in out.splitlines() if line.strip().split()[0] in LABELS]
     assert len(rows) == top
 
 
 @pytest.mark.process
-def test_a_matching_expected_label_exits_0(fake: FakeServer, leopard: Path) -> None:
+def test_a_matching_expected_label_exits_0(fake: FakeGateway, leopard: Path) -> None:
     assert run_cli(str(leopard), "--endpoint", fake.endpoint, "--expect-label", "leopard")[0] == 0
 
 
 @pytest.mark.process
-def test_a_different_label_than_expected_exits_2_and_says_which(fake: FakeServer, leopard: Path) -> None:
+def test_a_different_label_than_expected_exits_2_and_says_which(fake: FakeGateway, leopard: Path) -> None:
     code, _, err = run_cli(str(leopard), "--endpoint", fake.endpoint, "--expect-label", "hog")
     assert code == 2
     assert f"{leopard}: expected hog, got leopard" in err
 
 
 @pytest.mark.process
-def test_a_gateway_error_exits_1_and_prints_its_json_body(fake: FakeServer) -> None:
+def test_a_gateway_error_exits_1_and_prints_its_json_body(fake: FakeGateway) -> None:
     code, out, err = run_cli("http://forbidden.example.org/x.jpg", "--endpoint", fake.endpoint)
     assert code == 1
     assert out == ""
@@ -201,7 +178,7 @@ def test_a_gateway_error_exits_1_and_prints_its_json_body(fake: FakeServer) -> N
 
 
 @pytest.mark.process
-def test_an_error_outranks_a_label_mismatch(fake: FakeServer, leopard: Path) -> None:
+def test_an_error_outranks_a_label_mismatch(fake: FakeGateway, leopard: Path) -> None:
     code, out, err = run_cli(
         str(leopard),
         "http://overloaded.example.org/x.jpg",
@@ -216,40 +193,39 @@ def test_an_error_outranks_a_label_mismatch(fake: FakeServer, leopard: Path) -> 
 
 
 @pytest.mark.process
-def test_a_non_json_error_page_is_reported_in_the_same_error_format(fake: FakeServer) -> None:
+def test_a_non_json_error_page_is_reported_in_the_same_error_format(fake: FakeGateway) -> None:
     code, _, err = run_cli("http://proxy-page.example.org/x.jpg", "--endpoint", fake.endpoint)
     assert code == 1
     assert json.loads(err.splitlines()[1])["error"]["code"] == "bad_response"
 
 
 @pytest.mark.process
-def test_an_unreachable_gateway_exits_1(fake: FakeServer, leopard: Path) -> None:
+def test_an_unreachable_gateway_exits_1(fake: FakeGateway, leopard: Path) -> None:
     endpoint = fake.endpoint
-    fake.shutdown()
-    fake.server_close()
+    fake.stop()
     code, _, err = run_cli(str(leopard), "--endpoint", endpoint, "--timeout", "2")
     assert code == 1
     assert json.loads(err.splitlines()[1])["error"]["code"] == "request_failed"
 
 
 @pytest.mark.process
-def test_a_missing_file_exits_1_without_a_request(fake: FakeServer, tmp_path: Path) -> None:
+def test_a_missing_file_exits_1_without_a_request(fake: FakeGateway, tmp_path: Path) -> None:
     code, _, err = run_cli(str(tmp_path / "nope.jpg"), "--endpoint", fake.endpoint)
     assert code == 1
     assert "file_unreadable" in err
-    assert fake.requests == []
+    assert fake.posts == []
 
 
 @pytest.mark.process
-def test_a_batch_with_a_url_is_sent_as_json_with_files_in_base64(fake: FakeServer, tmp_path: Path) -> None:
+def test_a_batch_with_a_url_is_sent_as_json_with_files_in_base64(fake: FakeGateway, tmp_path: Path) -> None:
     hog = tmp_path / "a.jpg"
     hog.write_bytes(b"hog-bytes")
     code, out, _ = run_cli(
         str(hog), "https://x.example.org/rodent.jpg", "--endpoint", fake.endpoint, "--batch"
     )
     assert code == 0
-    assert len(fake.requests) == 1
-    path, _, body = fake.requests[0]
+    assert len(fake.posts) == 1
+    path, _, body = fake.posts[0]
     assert path == "/predict/batch"
     assert json.loads(body) == {
         "images": [
@@ -263,13 +239,13 @@ def test_a_batch_with_a_url_is_sent_as_json_with_files_in_base64(fake: FakeServe
 
 
 @pytest.mark.process
-def test_a_batch_of_files_only_is_sent_as_multipart_files(fake: FakeServer, tmp_path: Path) -> None:
+def test_a_batch_of_files_only_is_sent_as_multipart_files(fake: FakeGateway, tmp_path: Path) -> None:
     paths = [tmp_path / "one.jpg", tmp_path / "two.png"]
     paths[0].write_bytes(b"civet_genet-bytes")
     paths[1].write_bytes(b"monkey_prosimian-bytes")
     code, out, _ = run_cli(*map(str, paths), "--endpoint", fake.endpoint, "--batch")
     assert code == 0
-    path, content_type, body = fake.requests[0]
+    path, content_type, body = fake.posts[0]
     assert (path, content_type.split(";")[0]) == ("/predict/batch", "multipart/form-data")
     assert multipart_files(body, content_type, "files") == [b"civet_genet-bytes", b"monkey_prosimian-bytes"]
     assert b'filename="two.png"\r\nContent-Type: image/png' in body
@@ -278,7 +254,7 @@ def test_a_batch_of_files_only_is_sent_as_multipart_files(fake: FakeServer, tmp_
 
 
 @pytest.mark.process
-def test_batch_checks_the_expected_label_for_every_image(fake: FakeServer, tmp_path: Path) -> None:
+def test_batch_checks_the_expected_label_for_every_image(fake: FakeGateway, tmp_path: Path) -> None:
     image = tmp_path / "image.jpg"
     image.write_bytes(b"leopard-bytes")  # the fake classifies batch images by their content
     code, _, err = run_cli(
@@ -296,7 +272,7 @@ def test_batch_checks_the_expected_label_for_every_image(fake: FakeServer, tmp_p
 
 @pytest.mark.process
 def test_the_module_runs_in_the_gateway_environment(
-    fake: FakeServer, leopard: Path, gateway_python: Path
+    fake: FakeGateway, leopard: Path, gateway_python: Path
 ) -> None:
     done = subprocess.run(
         [
@@ -324,9 +300,8 @@ def test_the_golden_images_are_labelled_through_the_real_gateway(
 ) -> None:
     with (
         run_standin(demo_model_base) as address,
-        run_gateway({"TF_SERVING_HOST": address}, python=gateway_python) as url,
+        run_gateway({"TF_SERVING_HOST": address}, python=gateway_python, ready=True) as url,
     ):
-        wait_ready(url)
         images = [str(golden_dir / f"{label}.jpg") for label in LABELS]
         for label, image in zip(LABELS, images, strict=True):
             code, out, err = run_cli(image, "--endpoint", url, "--expect-label", label)
@@ -335,13 +310,3 @@ def test_the_golden_images_are_labelled_through_the_real_gateway(
         code, out, err = run_cli(*images, "--endpoint", url, "--batch", "--expect-label", "leopard")
         assert code == 2  # every golden image but the leopard's has another label
         assert err.count("expected leopard, got") == len(LABELS) - 1
-
-
-def wait_ready(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    pytest.fail(f"gateway at {url} not ready after {timeout:.0f} s")

@@ -12,24 +12,23 @@ import gzip
 import shutil
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpcore
 import pytest
 
 from gateway import fetch
-from gateway.errors import FetchFailed, FetchTimeout, ForbiddenURL, PayloadTooLarge
+from gateway.errors import FetchFailed, ForbiddenURL, PayloadTooLarge
 from gateway.settings import Settings
+from tests.support.http import Handler, LocalServer, Route
 
 T = TypeVar("T")
 IMAGE = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40 + b"\xff\xd9"  # JPEG-framed bytes; fetch never decodes
+ANY_PORT = frozenset(range(1, 65536))
 PUBLIC_TEST_IP = "8.8.8.8"  # what the fake DNS answers for public test hosts; the spy maps it to 127.0.0.1
 
 
@@ -45,6 +44,8 @@ def settings(**overrides: Any) -> Settings:
         "fetch_max_redirects": 3,
         "fetch_allowed_hosts": frozenset(),
         "fetch_allow_loopback": True,
+        # The test servers listen on ports the OS picks.
+        "fetch_allowed_ports": ANY_PORT,
     }
     values.update(overrides)
     return Settings(**values)
@@ -202,111 +203,90 @@ def test_the_refusal_message_does_not_echo_the_resolved_address() -> None:
 # --- a real HTTP server on 127.0.0.1 ---
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: TestServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep pytest output clean
-
-    def do_GET(self) -> None:
-        self.server.requests.append((self.path, dict(self.headers.items())))
-        parts = urlsplit(self.path)
-        route = parts.path
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        if route == "/image.jpg":
-            self._send(200, IMAGE, {"Content-Type": "image/jpeg"})
-        elif route.startswith("/hops/"):
-            left = int(route.rsplit("/", 1)[1])
-            location = f"/hops/{left - 1}" if left > 1 else "/image.jpg"
-            self._send(302, b"", {"Location": location})
-        elif route == "/redirect":
-            self._send(int(query.get("status", "302")), b"", {"Location": query["to"]})
-        elif route == "/echo-headers":
-            echoed = "\n".join(f"{k.lower()}: {v}" for k, v in self.headers.items()).encode()
-            self._send(200, echoed, {"Set-Cookie": "session=leaked; Path=/"})
-        elif route == "/big":
-            self._send(200, b"x" * int(query["size"]), {})
-        elif route == "/big-no-length":
-            # HTTP/1.0 without Content-Length: the body ends when the connection closes.
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"x" * int(query["size"]))
-        elif route == "/endless":
-            self.send_response(200)
-            self.end_headers()
-            try:
-                while True:
-                    self.wfile.write(b"x" * 65536)
-                    self.server.endless_bytes_sent += 65536
-            except OSError:
-                return
-        elif route == "/slow":
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(IMAGE)))
-            self.end_headers()
-            self.wfile.flush()
-            time.sleep(float(query.get("delay", "3")))
-            try:
-                self.wfile.write(IMAGE)
-            except OSError:
-                return
-        elif route == "/drip":
-            # One byte every 100 ms: no single read ever waits long, only the whole download is slow.
-            self.send_response(200)
-            self.end_headers()
-            try:
-                for _ in range(100):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                    time.sleep(0.1)
-            except OSError:
-                return
-        elif route == "/gzip":
-            self._send(200, gzip.compress(IMAGE), {"Content-Encoding": "gzip"})
-        else:
-            self._send(404, b"not here", {})
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def hops(handler: Handler) -> None:
+    left = int(handler.route.rsplit("/", 1)[1])
+    handler.send(302, headers={"Location": f"/hops/{left - 1}" if left > 1 else "/image.jpg"})
 
 
-class TestServer(ThreadingHTTPServer):
-    __test__ = False  # not a test class
-    daemon_threads = True
-
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        if ssl_context is not None:
-            self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.endless_bytes_sent = 0
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def url(self, path: str, host: str = "127.0.0.1", scheme: str = "http") -> str:
-        return f"{scheme}://{host}:{self.port}{path}"
+def redirect(handler: Handler) -> None:
+    handler.send(int(handler.query.get("status", "302")), headers={"Location": handler.query["to"]})
 
 
-def serve(server: TestServer) -> Iterator[TestServer]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def echo_headers(handler: Handler) -> None:
+    echoed = "\n".join(f"{k.lower()}: {v}" for k, v in handler.headers.items()).encode()
+    handler.send(200, echoed, {"Set-Cookie": "session=leaked; Path=/"})
+
+
+def big(handler: Handler) -> None:
+    handler.send(200, b"x" * int(handler.query["size"]))
+
+
+def big_no_length(handler: Handler) -> None:
+    # HTTP/1.0 without Content-Length: the body ends when the connection closes.
+    handler.send_response(200)
+    handler.end_headers()
+    handler.wfile.write(b"x" * int(handler.query["size"]))
+
+
+def endless(handler: Handler) -> None:
+    handler.send_response(200)
+    handler.end_headers()
+    while True:
+        handler.wfile.write(b"x" * 65536)
+        ENDLESS_BYTES_SENT.append(65536)
+
+
+def slow(handler: Handler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(IMAGE)))
+    handler.end_headers()
+    handler.wfile.flush()
+    time.sleep(float(handler.query.get("delay", "3")))
+    handler.wfile.write(IMAGE)
+
+
+def drip(handler: Handler) -> None:
+    # One byte every 100 ms: no single read ever waits long, only the whole download is slow.
+    handler.send_response(200)
+    handler.end_headers()
+    for _ in range(100):
+        handler.wfile.write(b"x")
+        handler.wfile.flush()
+        time.sleep(0.1)
+
+
+def interim_flood(handler: Handler) -> None:
+    # `100 Continue` for ever, never the final answer: each interim response is a complete, tiny head.
+    while not handler.server.stopping.is_set():
+        handler.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 64)
+
+
+def status(handler: Handler) -> None:
+    handler.send(int(handler.query["code"]), b"an error page")
+
+
+ENDLESS_BYTES_SENT: list[int] = []
+ROUTES: dict[str, bytes | Route] = {
+    "/image.jpg": IMAGE,
+    **{f"/hops/{n}": hops for n in range(1, 6)},
+    "/redirect": redirect,
+    "/echo-headers": echo_headers,
+    "/big": big,
+    "/big-no-length": big_no_length,
+    "/endless": endless,
+    "/slow": slow,
+    "/drip": drip,
+    "/gzip": lambda handler: handler.send(200, gzip.compress(IMAGE), {"Content-Encoding": "gzip"}),
+    "/interim-flood": interim_flood,
+    "/status": status,
+}
 
 
 @pytest.fixture
-def http_server() -> Iterator[TestServer]:
-    yield from serve(TestServer())
+def http_server() -> Iterator[LocalServer]:
+    ENDLESS_BYTES_SENT.clear()
+    with LocalServer(ROUTES) as server:
+        yield server
 
 
 class SpyBackend(httpcore.AnyIOBackend):
@@ -359,13 +339,13 @@ def fetch_with(
 
 
 @pytest.mark.process
-def test_an_image_is_downloaded_byte_for_byte(http_server: TestServer) -> None:
+def test_an_image_is_downloaded_byte_for_byte(http_server: LocalServer) -> None:
     assert fetch_with(http_server.url("/image.jpg"), settings())() == IMAGE
 
 
 @pytest.mark.process
 def test_the_request_carries_the_gateway_user_agent_and_asks_for_an_uncompressed_image(
-    http_server: TestServer,
+    http_server: LocalServer,
 ) -> None:
     echoed = fetch_with(http_server.url("/echo-headers"), settings())().decode()
     assert f"user-agent: {fetch.USER_AGENT}" in echoed
@@ -374,17 +354,17 @@ def test_the_request_carries_the_gateway_user_agent_and_asks_for_an_uncompressed
 
 @pytest.mark.process
 @pytest.mark.parametrize("hops", [1, 2, 3])
-def test_redirects_are_followed_up_to_the_limit(http_server: TestServer, hops: int) -> None:
+def test_redirects_are_followed_up_to_the_limit(http_server: LocalServer, hops: int) -> None:
     assert fetch_with(http_server.url(f"/hops/{hops}"), settings())() == IMAGE
     assert len(http_server.requests) == hops + 1
 
 
 @pytest.mark.process
-def test_one_redirect_more_than_the_limit_fails_without_following_it(http_server: TestServer) -> None:
-    with pytest.raises(FetchFailed, match="more than 3") as caught:
+def test_one_redirect_more_than_the_limit_fails_without_following_it(http_server: LocalServer) -> None:
+    with pytest.raises(FetchFailed, match=fetch.COULD_NOT_FETCH) as caught:
         fetch_with(http_server.url("/hops/4"), settings())()
     assert caught.value.status == 422
-    assert [path for path, _ in http_server.requests] == ["/hops/4", "/hops/3", "/hops/2", "/hops/1"]
+    assert [seen.path for seen in http_server.requests] == ["/hops/4", "/hops/3", "/hops/2", "/hops/1"]
 
 
 @pytest.mark.process
@@ -400,7 +380,7 @@ def test_one_redirect_more_than_the_limit_fails_without_following_it(http_server
     ],
 )
 def test_a_redirect_to_a_forbidden_address_is_refused_before_connecting(
-    http_server: TestServer, target: str
+    http_server: LocalServer, target: str
 ) -> None:
     spy = SpyBackend()
     start = http_server.url(f"/redirect?to={target}")
@@ -420,7 +400,7 @@ def test_a_redirect_to_a_forbidden_address_is_refused_before_connecting(
     ],
 )
 def test_without_the_loopback_setting_a_redirect_to_loopback_is_refused(
-    http_server: TestServer, fake_dns: dict[str, list[str]], target: str
+    http_server: LocalServer, fake_dns: dict[str, list[str]], target: str
 ) -> None:
     # A public host (fake DNS answer; the spy carries its traffic to the loopback test server) redirects to
     # loopback, with production settings.
@@ -447,7 +427,7 @@ def test_a_host_with_any_non_public_dns_answer_is_refused_without_connecting(
 
 @pytest.mark.process
 def test_the_connection_goes_to_the_checked_address_with_the_original_host_header(
-    http_server: TestServer, fake_dns: dict[str, list[str]]
+    http_server: LocalServer, fake_dns: dict[str, list[str]]
 ) -> None:
     # DNS rebinding: the first answer is public, any later one would be private. The guard resolves once and
     # dials the address it checked, so the second answer is never asked for.
@@ -461,7 +441,7 @@ def test_the_connection_goes_to_the_checked_address_with_the_original_host_heade
 
 
 @pytest.mark.process
-def test_a_host_outside_the_allow_list_is_refused(http_server: TestServer) -> None:
+def test_a_host_outside_the_allow_list_is_refused(http_server: LocalServer) -> None:
     config = settings(fetch_allowed_hosts=frozenset({"images.example.org"}))
     spy = SpyBackend()
     with pytest.raises(ForbiddenURL, match="allowed hosts"):
@@ -471,7 +451,7 @@ def test_a_host_outside_the_allow_list_is_refused(http_server: TestServer) -> No
 
 @pytest.mark.process
 def test_a_host_in_the_allow_list_is_fetched_and_a_redirect_off_the_list_is_refused(
-    http_server: TestServer,
+    http_server: LocalServer,
 ) -> None:
     config = settings(fetch_allowed_hosts=frozenset({"localhost"}))
     assert fetch_with(http_server.url("/image.jpg", host="localhost"), config)() == IMAGE
@@ -481,14 +461,14 @@ def test_a_host_in_the_allow_list_is_fetched_and_a_redirect_off_the_list_is_refu
 
 
 @pytest.mark.process
-def test_a_body_over_the_cap_with_content_length_is_refused_before_reading(http_server: TestServer) -> None:
+def test_a_body_over_the_cap_with_content_length_is_refused_before_reading(http_server: LocalServer) -> None:
     with pytest.raises(PayloadTooLarge) as caught:
         fetch_with(http_server.url("/big?size=70000"), settings(fetch_max_bytes=65536))()
     assert caught.value.status == 413
 
 
 @pytest.mark.process
-def test_a_body_over_the_cap_without_content_length_is_cut_off(http_server: TestServer) -> None:
+def test_a_body_over_the_cap_without_content_length_is_cut_off(http_server: LocalServer) -> None:
     with pytest.raises(PayloadTooLarge):
         fetch_with(http_server.url("/big-no-length?size=70000"), settings(fetch_max_bytes=65536))()
     assert fetch_with(http_server.url("/big-no-length?size=65536"), settings(fetch_max_bytes=65536))() == (
@@ -497,63 +477,122 @@ def test_a_body_over_the_cap_without_content_length_is_cut_off(http_server: Test
 
 
 @pytest.mark.process
-def test_an_endless_body_is_cut_off_at_the_cap_not_buffered(http_server: TestServer) -> None:
+def test_an_endless_body_is_cut_off_at_the_cap_not_buffered(http_server: LocalServer) -> None:
     started = time.monotonic()
     with pytest.raises(PayloadTooLarge):
         fetch_with(http_server.url("/endless"), settings(fetch_max_bytes=1024 * 1024))()
     assert time.monotonic() - started < 3
     time.sleep(0.2)
-    assert http_server.endless_bytes_sent < 64 * 1024 * 1024
+    assert sum(ENDLESS_BYTES_SENT) < 64 * 1024 * 1024
 
 
 @pytest.mark.process
-def test_a_compressed_body_is_refused_rather_than_inflated(http_server: TestServer) -> None:
-    with pytest.raises(FetchFailed, match="Content-Encoding"):
+def test_a_compressed_body_is_refused_rather_than_inflated(http_server: LocalServer) -> None:
+    with pytest.raises(FetchFailed, match=fetch.COULD_NOT_FETCH):
         fetch_with(http_server.url("/gzip"), settings())()
 
 
 @pytest.mark.process
-def test_a_slow_server_hits_the_fetch_deadline(http_server: TestServer) -> None:
+def test_a_slow_server_hits_the_fetch_deadline(http_server: LocalServer) -> None:
     started = time.monotonic()
-    with pytest.raises(FetchTimeout) as caught:
+    with pytest.raises(FetchFailed, match=fetch.COULD_NOT_FETCH) as caught:
         fetch_with(http_server.url("/slow?delay=3"), settings(fetch_timeout_s=0.5))()
     assert time.monotonic() - started < 2
     assert caught.value.status == 422
 
 
 @pytest.mark.process
-def test_a_server_dripping_bytes_still_hits_the_whole_fetch_deadline(http_server: TestServer) -> None:
+def test_a_server_dripping_bytes_still_hits_the_whole_fetch_deadline(http_server: LocalServer) -> None:
     started = time.monotonic()
-    with pytest.raises(FetchTimeout):
+    with pytest.raises(FetchFailed):
         fetch_with(http_server.url("/drip"), settings(fetch_timeout_s=1.0))()
     assert time.monotonic() - started < 2.5
 
 
 @pytest.mark.process
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_every_redirect_status_is_followed(http_server: TestServer, status: int) -> None:
+def test_every_redirect_status_is_followed(http_server: LocalServer, status: int) -> None:
     assert fetch_with(http_server.url(f"/redirect?status={status}&to=/image.jpg"), settings())() == IMAGE
 
 
 @pytest.mark.process
-@pytest.mark.parametrize("status", [404, 500, 403])
-def test_a_non_2xx_answer_fails_with_its_status(http_server: TestServer, status: int) -> None:
-    path = "/missing" if status == 404 else f"/redirect?status={status}&to=/x"
-    with pytest.raises(FetchFailed, match=f"HTTP {status}") as caught:
-        fetch_with(http_server.url(path), settings())()
-    assert caught.value.status == 422
+def test_every_failure_of_the_remote_side_reads_the_same_so_the_gateway_is_no_port_scanner(
+    http_server: LocalServer,
+) -> None:
+    with LocalServer() as probe:
+        closed = probe.url("/image.jpg")  # bound, then closed: nothing listens there afterwards
+    failing = {
+        "closed port": closed,
+        "404": http_server.url("/missing"),
+        "500": http_server.url("/status?code=500"),
+        "403": http_server.url("/status?code=403"),
+        "timeout": http_server.url("/slow?delay=3"),
+        "redirect loop": http_server.url("/hops/5"),
+    }
+    answers = {}
+    for what, url in failing.items():
+        with pytest.raises(FetchFailed) as caught:
+            fetch_with(url, settings(fetch_timeout_s=0.5))()
+        answers[what] = (caught.value.status, caught.value.code, caught.value.message)
+    assert set(answers.values()) == {(422, "fetch_failed", fetch.COULD_NOT_FETCH)}, answers
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://images.example.org/a.jpg", True),
+        ("https://images.example.org/a.jpg", True),
+        ("http://images.example.org:80/a.jpg", True),
+        ("https://images.example.org:8443/a.jpg", False),
+        ("http://images.example.org:22/", False),
+        ("http://images.example.org:6443/", False),
+        ("http://images.example.org:10250/", False),
+        ("http://8.8.8.8:25/", False),
+    ],
+)
+def test_only_the_allowed_ports_may_be_fetched(url: str, allowed: bool) -> None:
+    config = settings(fetch_allowed_ports=frozenset({80, 443}))
+    if allowed:
+        fetch.check_url(fetch.httpx.URL(url), config)
+    else:
+        with pytest.raises(ForbiddenURL, match="port must be one of 80, 443"):
+            fetch.check_url(fetch.httpx.URL(url), config)
 
 
 @pytest.mark.process
-def test_a_closed_port_fails_as_a_fetch_error() -> None:
-    with TestServer() as probe:
-        port = probe.port  # bound, then closed: nothing listens there afterwards
-    with pytest.raises(FetchFailed, match="connection failed"):
-        fetch_with(f"http://127.0.0.1:{port}/image.jpg", settings())()
+def test_a_redirect_to_a_port_not_allowed_is_refused_before_connecting(http_server: LocalServer) -> None:
+    config = settings(fetch_allowed_ports=frozenset({http_server.port}))
+    spy = SpyBackend()
+    with pytest.raises(ForbiddenURL, match="redirect target port"):
+        fetch_with(http_server.url("/redirect?to=http://127.0.0.1:22/"), config, spy)()
+    assert spy.connects == ["127.0.0.1"]  # the first hop only
 
 
 @pytest.mark.process
-def test_cookies_from_one_fetch_never_reach_the_next(http_server: TestServer) -> None:
+def test_endless_interim_responses_end_at_the_header_budget_not_the_deadline(
+    http_server: LocalServer,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchFailed, match=fetch.COULD_NOT_FETCH):
+        fetch_with(http_server.url("/interim-flood"), settings(fetch_timeout_s=10))()
+    assert time.monotonic() - started < 2, "the flood was read until the fetch deadline"
+
+
+@pytest.mark.process
+def test_a_response_head_within_the_budget_is_fetched_after_interim_responses(
+    http_server: LocalServer,
+) -> None:
+    def continue_then_image(handler: Handler) -> None:
+        handler.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 3)
+        handler.send(200, IMAGE, {"Content-Type": "image/jpeg"})
+
+    http_server.routes["/continue"] = continue_then_image
+    assert fetch_with(http_server.url("/continue"), settings(fetch_max_header_bytes=4096))() == IMAGE
+
+
+@pytest.mark.process
+def test_cookies_from_one_fetch_never_reach_the_next(http_server: LocalServer) -> None:
     async def go() -> str:
         config = settings()
         async with fetch.make_http_client(config) as client:
@@ -584,16 +623,17 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def https_server(tls_files: tuple[Path, Path]) -> Iterator[TestServer]:
+def https_server(tls_files: tuple[Path, Path]) -> Iterator[LocalServer]:
     cert, key = tls_files
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    yield from serve(TestServer(context))
+    with LocalServer(ROUTES, ssl_context=context) as server:
+        yield server
 
 
 @pytest.mark.process
 def test_https_verifies_the_url_host_name_while_dialling_the_checked_address(
-    https_server: TestServer, tls_files: tuple[Path, Path], fake_dns: dict[str, list[str]]
+    https_server: LocalServer, tls_files: tuple[Path, Path], fake_dns: dict[str, list[str]]
 ) -> None:
     fake_dns["images.example.org"] = [PUBLIC_TEST_IP]
     fake_dns["other.example.org"] = [PUBLIC_TEST_IP]

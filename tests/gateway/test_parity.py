@@ -35,7 +35,7 @@ CAMERA_TRAP_SIZES = [(640, 480), (1920, 1080), (2592, 1944), (4000, 3000)]
 
 
 def both(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    ours = preprocess.decode(data, allowed_formats=ALLOWED, max_pixels=10**9)
+    ours = preprocess.decode(data, preprocess.Limits(allowed_formats=ALLOWED, max_pixels=10**9))
     theirs = training.decode_and_resize(data)
     assert ours.shape == theirs.shape == (150, 150, 3)
     assert ours.dtype == theirs.dtype == np.uint8

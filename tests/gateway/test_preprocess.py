@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from gateway import preprocess
 from gateway.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
-from tests.gateway.images import encode, jpeg, jpeg_with_orientation, photo, png_bomb
+from tests.conftest import REPO
+from tests.gateway.images import encode, jpeg, jpeg_with_orientation, photo, png, png_bomb, scan_bomb
 
 pytestmark = pytest.mark.unit
 
@@ -18,7 +27,7 @@ MAX_PIXELS = 40_000_000
 
 def decode(data: bytes, **limits: object) -> np.ndarray:
     options: dict[str, object] = {"allowed_formats": ALLOWED, "max_pixels": MAX_PIXELS, **limits}
-    return preprocess.decode(data, **options)  # type: ignore[arg-type]
+    return preprocess.decode(data, preprocess.Limits(**options))  # type: ignore[arg-type]
 
 
 def test_a_jpeg_becomes_a_150x150_uint8_rgb_array() -> None:
@@ -196,3 +205,137 @@ def test_stacking_makes_one_contiguous_batch() -> None:
     assert batch.shape == (3, 150, 150, 3)
     assert batch.flags["C_CONTIGUOUS"]
     assert np.array_equal(batch[1], arrays[1])
+
+
+# --- decode work and memory, bounded from the header ---
+
+
+def test_scans_are_counted_from_the_structure_not_from_stray_markers() -> None:
+    assert preprocess.jpeg_scans(jpeg(320, 240), 32) == 1
+    assert preprocess.jpeg_scans(jpeg(320, 240, progressive=True), 32) == 10  # libjpeg's colour script
+    grey = encode(Image.fromarray(photo(320, 240)).convert("L"), "JPEG", progressive=True)
+    assert preprocess.jpeg_scans(grey, 32) == 6
+    # A progressive JPEG inside an APP segment (as EXIF thumbnails are) is metadata, not scans.
+    inner = jpeg(64, 48, progressive=True)
+    main = jpeg(320, 240)
+    app15 = b"\xff\xef" + struct.pack(">H", len(inner) + 2) + inner
+    assert preprocess.jpeg_scans(main[:2] + app15 + main[2:], 32) == 1
+
+
+def test_a_progressive_scan_bomb_is_refused_from_its_markers_in_milliseconds() -> None:
+    bomb = scan_bomb(2000, 2000, extra_scans=2000)  # about 30 KB: minutes of CPU if decoded
+    assert len(bomb) < 64_000
+    started = time.perf_counter()
+    with pytest.raises(PayloadTooLarge, match="MAX_JPEG_SCANS"):
+        decode(bomb, max_jpeg_scans=32)
+    assert time.perf_counter() - started < 0.5
+    assert decode(scan_bomb(300, 300, extra_scans=5), max_jpeg_scans=32).shape == (150, 150, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("40,000,000 x 1 grey PNG", lambda: png(40_000_000, 1, 0)),
+        ("1 x 40,000,000 grey PNG", lambda: png(1, 40_000_000, 0)),
+        ("6000 x 6000 RGBA PNG", lambda: png(6000, 6000, 6)),
+        ("6000 x 6000 palette PNG with transparency", lambda: png(6000, 6000, 3, PLTE=b"\0" * 6, tRNS=b"\0")),
+        ("6000 x 6000 16-bit RGBA PNG", lambda: png(6000, 6000, 6, 16)),
+        (
+            "16383 x 2400 lossless WebP",
+            lambda: encode(Image.new("RGBA", (16383, 2400), (9, 9, 9, 9)), "WEBP", lossless=True),
+        ),
+    ],
+)
+def test_a_tiny_file_that_decodes_to_hundreds_of_mib_is_refused_before_decoding(name: str, data: Any) -> None:
+    bomb = data()
+    assert len(bomb) < 400_000, name
+    with pytest.raises(PayloadTooLarge, match="MAX_DECODE_BYTES"):
+        decode(bomb, max_decode_bytes=100 * 2**20)
+
+
+def test_the_estimate_grows_with_what_the_pipeline_holds() -> None:
+    limits = preprocess.Limits(allowed_formats=ALLOWED, max_pixels=MAX_PIXELS)
+    cost = {
+        mode: preprocess.probe(encode(Image.new(mode, (1000, 1000)), "PNG"), limits).cost
+        for mode in ("L", "RGB", "RGBA")
+    }
+    assert cost["L"] < cost["RGB"] < cost["RGBA"]
+    assert 4_000_000 < cost["RGB"] < 8_000_000
+    baseline = preprocess.probe(jpeg(4000, 3000), limits).cost
+    progressive = preprocess.probe(jpeg(4000, 3000, progressive=True), limits).cost
+    assert progressive > 10 * baseline  # progressive keeps every coefficient until its last scan
+
+
+def test_a_cancelled_decode_stops_at_its_next_read() -> None:
+    cancel = threading.Event()
+    limits = preprocess.Limits(allowed_formats=ALLOWED, max_pixels=MAX_PIXELS)
+    probed = preprocess.probe(encode(Image.fromarray(photo(1500, 1000)), "PNG"), limits, cancel)
+    cancel.set()
+    with pytest.raises(preprocess.DecodeAbandoned):
+        preprocess.finish(probed)
+
+
+PEAK_PROBE = """
+import sys
+from pathlib import Path
+from gateway import preprocess
+def status(key):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+limits = preprocess.Limits(allowed_formats={"JPEG", "PNG", "WEBP", "BMP"}, max_pixels=10**9)
+probed = preprocess.probe(Path(sys.argv[1]).read_bytes(), limits)
+before = status("VmRSS")
+Path("/proc/self/clear_refs").write_text("5")
+preprocess.finish(probed)
+print(probed.cost, status("VmHWM") - before)
+"""
+
+
+def measured_peak(gateway_python: Path, data: bytes, tmp_path: Path) -> tuple[int, int]:
+    """(estimate, measured peak RSS growth) of decoding `data` in a fresh gateway interpreter."""
+    path = tmp_path / "image"
+    path.write_bytes(data)
+    done = subprocess.run(
+        [str(gateway_python), "-c", PEAK_PROBE, str(path)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    if done.returncode != 0 and "clear_refs" in done.stderr:
+        pytest.skip("this kernel does not let a process reset its peak RSS (/proc/self/clear_refs)")
+    assert done.returncode == 0, done.stderr
+    estimate, peak = map(int, done.stdout.split())
+    return estimate, peak
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("RGB PNG", lambda: png(3000, 3000, 2)),
+        ("RGBA PNG", lambda: png(3000, 3000, 6)),
+        ("grey+alpha PNG", lambda: png(3000, 3000, 4)),
+        ("palette PNG", lambda: png(3000, 3000, 3, PLTE=b"\0" * 6)),
+        ("palette PNG with transparency", lambda: png(3000, 3000, 3, PLTE=b"\0" * 6, tRNS=b"\0")),
+        ("16-bit grey PNG", lambda: png(3000, 3000, 0, 16)),
+        ("1-bit PNG", lambda: png(3000, 3000, 0, 1)),
+        ("wide grey PNG", lambda: png(3_000_000, 1, 0)),
+        ("tall grey PNG", lambda: png(1, 3_000_000, 0)),
+        (
+            "lossless WebP",
+            lambda: encode(Image.new("RGBA", (2000, 2000), (9, 9, 9, 9)), "WEBP", lossless=True),
+        ),
+        ("progressive JPEG", lambda: jpeg(3000, 2000, progressive=True, subsampling=0)),
+        ("baseline JPEG", lambda: jpeg(4000, 3000)),
+    ],
+)
+def test_the_decode_estimate_bounds_the_measured_peak(
+    gateway_python: Path, tmp_path: Path, name: str, data: Any
+) -> None:
+    estimate, peak = measured_peak(gateway_python, data(), tmp_path)
+    mib = 2**20
+    assert peak <= estimate, f"{name}: decoding took {peak / mib:.1f} MiB, estimated {estimate / mib:.1f} MiB"
+    # Close, not wildly cautious: refusing what would fit is a cost too.
+    assert estimate <= 1.3 * peak + 4 * mib, (
+        f"{name}: estimated {estimate / mib:.1f} MiB for {peak / mib:.1f} MiB"
+    )

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -20,6 +18,7 @@ import pytest
 from gateway import contract
 from tests.gateway.images import jpeg, png_bomb
 from tests.support.gateway import GatewayProcess, running_gateway
+from tests.support.http import LocalServer, files
 from tests.support.standin import free_port, run_standin, start_standin
 from tests.support.tiny_model import export_tiny_model
 
@@ -57,37 +56,11 @@ def float_input_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-class _Images(BaseHTTPRequestHandler):
-    directory: Path
-
-    def do_GET(self) -> None:
-        path = self.directory / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
-def image_server(golden_dir: Path) -> Iterator[str]:
+def image_server(golden_dir: Path) -> Iterator[LocalServer]:
     """The golden images over HTTP on 127.0.0.1, for the URL form (the gateway allows loopback for this)."""
-    handler = type("GoldenImages", (_Images,), {"directory": golden_dir})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LocalServer(files(golden_dir, "*.jpg")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +70,13 @@ def demo_standin(demo_model_base: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def gateway(gateway_python: Path, demo_standin: str) -> Iterator[GatewayProcess]:
-    env = {"TF_SERVING_HOST": demo_standin, "FETCH_ALLOW_LOOPBACK": "true"}
-    with running_gateway(env, python=gateway_python) as process:
+def gateway(gateway_python: Path, demo_standin: str, image_server: LocalServer) -> Iterator[GatewayProcess]:
+    env = {
+        "TF_SERVING_HOST": demo_standin,
+        "FETCH_ALLOW_LOOPBACK": "true",
+        "FETCH_ALLOWED_PORTS": str(image_server.port),
+    }
+    with running_gateway(env, python=gateway_python, ready=True) as process:
         yield process
 
 
@@ -119,15 +96,6 @@ def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-def wait_ready(client: httpx.Client, timeout: float = 30) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get("/readyz")
-        if response.status_code == 200 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
-
-
 def send(client: httpx.Client, form: str, data: bytes, url: str = "") -> httpx.Response:
     if form == "raw":
         return client.post("/predict", content=data, headers={"Content-Type": "image/jpeg"})
@@ -143,12 +111,11 @@ def send(client: httpx.Client, form: str, data: bytes, url: str = "") -> httpx.R
 
 @pytest.mark.parametrize("form", FORMS)
 def test_every_golden_image_is_labelled_correctly_in_each_input_form(
-    http: httpx.Client, golden_dir: Path, image_server: str, form: str
+    http: httpx.Client, golden_dir: Path, image_server: LocalServer, form: str
 ) -> None:
-    assert wait_ready(http).status_code == 200
     for label in contract.LABELS:
         path = golden_dir / f"{label}.jpg"
-        response = send(http, form, path.read_bytes(), f"{image_server}/{path.name}")
+        response = send(http, form, path.read_bytes(), image_server.url(f"/{path.name}"))
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["label"] == label, f"{path.name} via {form}: {body}"
@@ -156,14 +123,14 @@ def test_every_golden_image_is_labelled_correctly_in_each_input_form(
 
 
 def test_the_batch_endpoint_labels_all_golden_images_in_order(
-    http: httpx.Client, golden_dir: Path, image_server: str
+    http: httpx.Client, golden_dir: Path, image_server: LocalServer
 ) -> None:
     images: list[dict[str, str]] = []
     for index, label in enumerate(contract.LABELS):
         path = golden_dir / f"{label}.jpg"
         # Mix both JSON forms in one batch.
         if index % 2:
-            images.append({"url": f"{image_server}/{path.name}"})
+            images.append({"url": image_server.url(f"/{path.name}")})
         else:
             images.append({"image": base64.b64encode(path.read_bytes()).decode()})
     response = http.post("/predict/batch", json={"images": images})
@@ -180,7 +147,7 @@ def test_the_batch_endpoint_labels_all_golden_images_in_order(
 
 
 def test_readyz_model_and_metrics_describe_the_running_stack(http: httpx.Client) -> None:
-    ready = wait_ready(http)
+    ready = http.get("/readyz")
     assert ready.json() == {
         "status": "ready",
         "reason": "ready",
@@ -345,8 +312,7 @@ def test_tf_serving_down_gives_fast_503s_and_the_gateway_recovers_when_it_starts
         standin = start_standin(tiny_model, port)
         try:
             standin.wait_until_serving()
-            ready = wait_ready(client, timeout=30)
-            assert ready.status_code == 200, ready.text
+            process.wait_until_ready(timeout=30)
             response = client.post("/predict", content=jpeg(), headers={"Content-Type": "image/jpeg"})
             assert response.status_code == 200, response.text
         finally:

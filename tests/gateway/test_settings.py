@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gateway.settings import Settings, available_cpus
+from gateway import settings as settings_module
+from gateway.settings import MiB, Settings, available_cpus
 
 pytestmark = pytest.mark.unit
 
@@ -18,6 +19,12 @@ def test_the_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -
         "ALLOWED_FORMATS",
         "LOG_FORMAT",
         "MAX_IN_FLIGHT",
+        "METRICS_PORT",
+        "METRICS_ON_MAIN_PORT",
+        "DOCS_ENABLED",
+        "FETCH_ALLOWED_PORTS",
+        "MEMORY_LIMIT_BYTES",
+        "MAX_DECODE_BYTES",
     ):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
@@ -30,7 +37,13 @@ def test_the_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -
     assert settings.allowed_formats == {"JPEG", "PNG", "WEBP", "BMP"}
     assert settings.fetch_max_redirects == 3
     assert settings.fetch_allow_loopback is False
+    assert settings.fetch_allowed_ports == {80, 443}
     assert settings.log_format == "json"
+    assert settings.metrics_port == 9697
+    assert settings.metrics_on_main_port is True
+    assert settings.docs_enabled is False
+    assert settings.max_header_bytes == 32 * 1024
+    assert settings.max_jpeg_scans == 32
 
 
 def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,6 +82,15 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         ("MAX_IN_FLIGHT", "0"),
         ("MAX_IN_FLIGHT", "1025"),
         ("MAX_IN_FLIGHT", "many"),
+        ("SERVING_RETRIES", "5"),  # gRPC allows 5 attempts at most
+        ("METRICS_PORT", "70000"),
+        ("FETCH_ALLOWED_PORTS", "80,0"),
+        ("FETCH_ALLOWED_PORTS", ""),
+        ("FETCH_ALLOWED_PORTS", "http"),
+        ("MAX_HEADER_BYTES", "100"),
+        ("BODY_TIMEOUT_S", "0"),
+        ("MEMORY_LIMIT_BYTES", "-1"),
+        ("MAX_JPEG_SCANS", "0"),
     ],
 )
 def test_a_nonsense_value_is_refused_naming_the_variable(
@@ -98,3 +120,40 @@ def test_an_invalid_environment_stops_python_m_gateway_with_a_message(tmp_path: 
     assert result.returncode != 0
     assert "invalid gateway settings" in result.stderr
     assert "max_batch_size" in result.stderr
+
+
+def test_the_memory_budgets_follow_the_limit_as_documented() -> None:
+    settings = Settings(memory_limit_bytes=384 * MiB)
+    # 40% of what the limit leaves above the 128 MiB baseline decodes images; the rest holds bodies.
+    assert settings.decode_budget_bytes == int(0.4 * 256 * MiB)
+    assert settings.memory_budget_bytes == 384 * MiB - 128 * MiB - settings.decode_budget_bytes
+    pinned = Settings(memory_limit_bytes=384 * MiB, max_decode_bytes=50 * MiB)
+    assert pinned.decode_budget_bytes == 50 * MiB
+    assert pinned.memory_budget_bytes == 206 * MiB
+
+
+def test_without_a_limit_the_cgroup_limit_counts_then_512_mib(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings_module, "cgroup_memory_limit", lambda: 300 * MiB)
+    assert Settings().memory_limit == 300 * MiB
+    monkeypatch.setattr(settings_module, "cgroup_memory_limit", lambda: None)
+    assert Settings().memory_limit == 512 * MiB
+    assert Settings(memory_limit_bytes=1024 * MiB).memory_limit == 1024 * MiB
+
+
+def test_a_memory_limit_that_leaves_nothing_for_bodies_stops_the_start() -> None:
+    with pytest.raises(ValidationError, match="at least 16 MiB"):
+        Settings(memory_limit_bytes=140 * MiB)
+    with pytest.raises(ValidationError, match="at least 16 MiB"):
+        Settings(memory_limit_bytes=384 * MiB, max_decode_bytes=250 * MiB)
+
+
+def test_the_metrics_port_must_differ_from_the_main_port() -> None:
+    with pytest.raises(ValidationError, match="METRICS_PORT"):
+        Settings(bind_port=9000, metrics_port=9000)
+    assert Settings(bind_port=9000, metrics_port=0).metrics_port == 0
+
+
+def test_fetch_ports_come_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FETCH_ALLOWED_PORTS", "443, 8443")
+    assert Settings().fetch_allowed_ports == {443, 8443}
+    assert Settings(max_in_flight=16, fetch_concurrency=4).fetch_pool_size == 64

@@ -6,9 +6,15 @@
         httpx.post(f"{base_url}/predict", ...)
 
 By default the interpreter is `.venv-gateway/bin/python`, the environment the gateway image ships (no
-TensorFlow). `run_gateway` returns once GET /healthz answers 200 and stops the process on exit (SIGTERM,
-then SIGKILL after a timeout). `start_gateway` gives the process handle (pid, log, time to healthy) for
-tests that measure it.
+TensorFlow). `run_gateway` returns once GET /healthz answers 200 (`ready=True`: once GET /readyz does, the
+one way tests wait for a gateway in front of TF Serving) and stops the process on exit (SIGTERM, then
+SIGKILL after a timeout). `start_gateway` gives the process handle (pid, log, times to healthy and ready,
+RSS) for tests that measure it; `watch(gateway)` measures peak RSS and the slowest GET /healthz while a
+test attacks it.
+
+The metrics listener gets a free port (never the fixed 9697). GATEWAY_SOURCE_DIR runs the gateway package
+from another checkout, e.g. to show that a hardening test fails against the code before its fix:
+`git archive <rev> gateway | tar -x -C /tmp/old && GATEWAY_SOURCE_DIR=/tmp/old pytest ...`.
 """
 
 from __future__ import annotations
@@ -17,19 +23,34 @@ import contextlib
 import os
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.standin import HOST, free_port, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 GATEWAY_PYTHON = REPO / ".venv-gateway" / "bin" / "python"
+SOURCE = Path(os.environ.get("GATEWAY_SOURCE_DIR", REPO))
 STARTUP_TIMEOUT_S = 30.0
+# The stand-in behind it may still be importing TensorFlow on a slow shared core.
+READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
+
+
+def _get_status(url: str, timeout: float = 1.0) -> int | None:
+    """The status of GET `url`, None when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, OSError):
+        return None
 
 
 @dataclass
@@ -39,6 +60,7 @@ class GatewayProcess:
     log_path: Path
     started_at: float
     healthy_after_s: float | None = None
+    ready_after_s: float | None = None
 
     @property
     def pid(self) -> int:
@@ -51,33 +73,56 @@ class GatewayProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def is_healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return _get_status(f"{self.base_url}/healthz") == 200
 
-    def wait_until_healthy(self, timeout: float = STARTUP_TIMEOUT_S) -> float:
-        """Polls /healthz every 20 ms; returns the seconds from process start to the first 200."""
+    def is_ready(self) -> bool:
+        return _get_status(f"{self.base_url}/readyz") == 200
+
+    def _wait_for(self, check: str, timeout: float) -> float:
+        """Polls GET /<check> every 20 ms; returns the seconds from process start to its first 200."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 status = self.process.returncode
                 raise RuntimeError(f"gateway exited with status {status} before serving:\n{self.log_tail()}")
-            if self.is_healthy():
-                self.healthy_after_s = time.monotonic() - self.started_at
-                return self.healthy_after_s
+            if _get_status(f"{self.base_url}/{check}") == 200:
+                return time.monotonic() - self.started_at
             time.sleep(0.02)
         raise TimeoutError(
-            f"gateway not healthy at {self.base_url} after {timeout:.0f} s:\n{self.log_tail()}"
+            f"gateway at {self.base_url} not {check} 200 after {timeout:.0f} s:\n{self.log_tail()}"
         )
 
-    def rss_bytes(self) -> int:
-        """Resident set size from /proc/<pid>/status (VmRSS, in kB)."""
+    def wait_until_healthy(self, timeout: float = STARTUP_TIMEOUT_S) -> float:
+        """Returns the seconds from process start to the first GET /healthz 200."""
+        self.healthy_after_s = self._wait_for("healthz", timeout)
+        return self.healthy_after_s
+
+    def wait_until_ready(self, timeout: float = READY_TIMEOUT_S) -> float:
+        """Returns the seconds from process start to the first GET /readyz 200 (TF Serving answers)."""
+        self.ready_after_s = self._wait_for("readyz", timeout)
+        return self.ready_after_s
+
+    def _status_kb(self, key: str) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS line")
+        raise RuntimeError(f"no {key} line")
+
+    def rss_bytes(self) -> int:
+        """Resident set size from /proc/<pid>/status (VmRSS)."""
+        return self._status_kb("VmRSS")
+
+    def peak_rss_bytes(self) -> int:
+        """The highest resident set size since start or `reset_peak_rss` (VmHWM)."""
+        return self._status_kb("VmHWM")
+
+    def reset_peak_rss(self) -> bool:
+        """Starts VmHWM afresh at the current RSS (Linux clear_refs "5"); False where that is not allowed."""
+        try:
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return True
 
     def mapped_files(self) -> set[str]:
         """Paths of the files mapped into the process (shared libraries included)."""
@@ -107,9 +152,10 @@ def start_gateway(
     child_env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
     child_env.update(
         {
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": str(SOURCE),
             "BIND_HOST": HOST,
             "BIND_PORT": str(port),
+            "METRICS_PORT": str(free_port()),
             "LOG_FORMAT": "json",
             # The gateway never needs these, but a test's stand-in might share this environment.
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -119,7 +165,11 @@ def start_gateway(
     with os.fdopen(log_fd, "wb") as log_file:
         started_at = time.monotonic()
         process = subprocess.Popen(
-            [str(python), "-m", "gateway"], cwd=REPO, env=child_env, stdout=log_file, stderr=subprocess.STDOUT
+            [str(python), "-m", "gateway"],
+            cwd=SOURCE,
+            env=child_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     return GatewayProcess(f"http://{HOST}:{port}", process, Path(log_name), started_at)
 
@@ -130,11 +180,14 @@ def running_gateway(
     *,
     python: str | os.PathLike[str] = GATEWAY_PYTHON,
     startup_timeout: float = STARTUP_TIMEOUT_S,
+    ready: bool = False,
 ) -> Iterator[GatewayProcess]:
     """Like run_gateway, yielding the process handle."""
     gateway = start_gateway(env, python=python)
     try:
         gateway.wait_until_healthy(startup_timeout)
+        if ready:
+            gateway.wait_until_ready()
         yield gateway
     finally:
         gateway.stop()
@@ -147,7 +200,58 @@ def run_gateway(
     *,
     python: str | os.PathLike[str] = GATEWAY_PYTHON,
     startup_timeout: float = STARTUP_TIMEOUT_S,
+    ready: bool = False,
 ) -> Iterator[str]:
     """Runs the gateway for the `with` block and yields its base URL, "http://127.0.0.1:<port>"."""
-    with running_gateway(env, python=python, startup_timeout=startup_timeout) as gateway:
+    with running_gateway(env, python=python, startup_timeout=startup_timeout, ready=ready) as gateway:
         yield gateway.base_url
+
+
+@dataclass
+class Watch:
+    """What `watch` saw: the peak RSS (bytes) and every GET /healthz latency (seconds; a miss counts as
+    the probe's timeout)."""
+
+    peak_rss_bytes: int = 0
+    healthz_s: list[float] = field(default_factory=list)
+
+    @property
+    def peak_rss_mib(self) -> float:
+        return self.peak_rss_bytes / 2**20
+
+    @property
+    def worst_healthz_s(self) -> float:
+        return max(self.healthz_s, default=0.0)
+
+
+HEALTHZ_PROBE_TIMEOUT_S = 5.0
+
+
+@contextlib.contextmanager
+def watch(gateway: GatewayProcess, interval_s: float = 0.05) -> Iterator[Watch]:
+    """Measures the gateway while the `with` block attacks it: peak RSS (VmHWM, reset at the start, and
+    sampled VmRSS where the reset is not allowed) and the latency of GET /healthz polled every `interval_s`
+    on fresh connections, as a kubelet probes."""
+    seen = Watch()
+    exact = gateway.reset_peak_rss()
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            status = _get_status(f"{gateway.base_url}/healthz", timeout=HEALTHZ_PROBE_TIMEOUT_S)
+            took = time.monotonic() - started
+            seen.healthz_s.append(took if status == 200 else max(took, HEALTHZ_PROBE_TIMEOUT_S))
+            with contextlib.suppress(OSError, RuntimeError):
+                seen.peak_rss_bytes = max(seen.peak_rss_bytes, gateway.rss_bytes())
+            stop.wait(interval_s)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+        if exact:
+            seen.peak_rss_bytes = max(seen.peak_rss_bytes, gateway.peak_rss_bytes())

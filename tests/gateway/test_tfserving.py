@@ -1,4 +1,5 @@
-"""The TF Serving client: tensors without TensorFlow, answers parsed, gRPC failures mapped to HTTP meaning."""
+"""The TF Serving client (gateway.tfserving): tensors without TensorFlow, answers parsed, gRPC retries and
+failures mapped to HTTP meaning."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from gateway import contract, serving_client
+from gateway import contract, tfserving
 from gateway.errors import ContractMismatch, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from gateway.settings import Settings
 from tests.gateway.fake_serving import FakeServing, FakeServingServer, fake_probabilities
@@ -26,7 +27,7 @@ def batch(n: int = 2, seed: int = 0) -> np.ndarray:
 
 def test_the_request_tensor_carries_the_image_bytes_unchanged() -> None:
     images = batch(3)
-    proto = serving_client.tensor_proto_from_array(images)
+    proto = tfserving.fill_tensor_proto(tensor_pb2.TensorProto(), images)
     assert proto.dtype == types_pb2.DT_UINT8
     assert [dim.size for dim in proto.tensor_shape.dim] == [3, 150, 150, 3]
     assert np.array_equal(np.frombuffer(proto.tensor_content, np.uint8).reshape(images.shape), images)
@@ -38,7 +39,7 @@ def test_the_request_tensor_equals_tensorflows_make_tensor_proto(dtype: type) ->
     if not hasattr(tf, "make_tensor_proto"):
         pytest.skip("this environment's tensorflow package has no runtime (the gateway's)")
     images = batch(2).astype(dtype)
-    ours = serving_client.tensor_proto_from_array(images)
+    ours = tfserving.fill_tensor_proto(tensor_pb2.TensorProto(), images)
     theirs = tf.make_tensor_proto(images)
     assert ours.dtype == theirs.dtype
     assert ours.tensor_shape == theirs.tensor_shape
@@ -47,7 +48,7 @@ def test_the_request_tensor_equals_tensorflows_make_tensor_proto(dtype: type) ->
 
 
 def test_a_request_names_the_model_signature_input_and_output() -> None:
-    request = serving_client.build_predict_request(batch(1), Settings(model_version=3))
+    request = tfserving.build_predict_request(batch(1), Settings(model_version=3))
     assert request.model_spec.name == contract.MODEL_NAME
     assert request.model_spec.version.value == 3
     assert request.model_spec.signature_name == contract.SIGNATURE_NAME
@@ -62,7 +63,7 @@ def test_an_answer_is_parsed_from_tensor_content() -> None:
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=values.tobytes())
     proto.tensor_shape.dim.add(size=2)
     proto.tensor_shape.dim.add(size=8)
-    assert np.array_equal(serving_client.array_from_tensor_proto(proto), values)
+    assert np.array_equal(tfserving.array_from_tensor_proto(proto), values)
 
 
 def test_an_answer_is_parsed_from_float_val() -> None:
@@ -70,17 +71,17 @@ def test_an_answer_is_parsed_from_float_val() -> None:
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=values.ravel().tolist())
     proto.tensor_shape.dim.add(size=1)
     proto.tensor_shape.dim.add(size=8)
-    assert np.array_equal(serving_client.array_from_tensor_proto(proto), values)
+    assert np.array_equal(tfserving.array_from_tensor_proto(proto), values)
 
 
 def test_an_answer_of_the_wrong_dtype_is_a_contract_mismatch() -> None:
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_DOUBLE, double_val=[0.5] * 8)
     with pytest.raises(ContractMismatch, match="DT_DOUBLE"):
-        serving_client.array_from_tensor_proto(proto)
+        tfserving.array_from_tensor_proto(proto)
 
 
 def test_channel_options_spread_calls_round_robin_and_fit_a_full_batch() -> None:
-    options = dict(serving_client.channel_options(Settings(max_batch_size=256)))
+    options = dict(tfserving.channel_options(Settings(max_batch_size=256)))
     config = json.loads(str(options["grpc.service_config"]))
     assert config["loadBalancingConfig"] == [{"round_robin": {}}]
     assert int(str(options["grpc.max_send_message_length"])) >= 256 * 150 * 150 * 3
@@ -102,7 +103,7 @@ def test_channel_options_spread_calls_round_robin_and_fit_a_full_batch() -> None
 )
 def test_grpc_status_codes_map_to_gateway_errors(code: grpc.StatusCode, error: type, status: int) -> None:
     rpc_error = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="boom")
-    mapped = serving_client.map_rpc_error(rpc_error, Settings(retry_after_s=4))
+    mapped = tfserving.map_rpc_error(rpc_error, Settings(retry_after_s=4))
     assert isinstance(mapped, error)
     assert mapped.status == status
     if status == 503:
@@ -122,11 +123,11 @@ def signatures(
 
 
 def test_the_contracts_signature_has_no_problems() -> None:
-    assert serving_client.signature_problems(signatures()) == []
+    assert tfserving.signature_problems(signatures()) == []
 
 
 def test_a_float_input_or_five_outputs_are_named_as_problems() -> None:
-    problems = serving_client.signature_problems(signatures(types_pb2.DT_FLOAT, classes=5))
+    problems = tfserving.signature_problems(signatures(types_pb2.DT_FLOAT, classes=5))
     assert problems == [
         "input 'image' is float32, expected uint8",
         "output 'probabilities' has shape [-1, 5], expected [-1, 8]",
@@ -134,7 +135,7 @@ def test_a_float_input_or_five_outputs_are_named_as_problems() -> None:
 
 
 def test_a_missing_signature_is_a_problem() -> None:
-    assert serving_client.signature_problems(get_model_metadata_pb2.SignatureDefMap()) == [
+    assert tfserving.signature_problems(get_model_metadata_pb2.SignatureDefMap()) == [
         "no signature 'serving_default'"
     ]
 
@@ -144,7 +145,7 @@ def test_a_missing_signature_is_a_problem() -> None:
 
 def run_client(settings: Settings, work):  # type: ignore[no-untyped-def]
     async def go():  # type: ignore[no-untyped-def]
-        client = serving_client.ServingClient(settings)
+        client = tfserving.TFServingClient(settings)
         try:
             return await work(client)
         finally:
@@ -222,3 +223,71 @@ def test_the_contract_check_fails_while_the_model_is_loading(fake_serving: FakeS
     status = run_client(Settings(tf_serving_host=fake_serving.address), lambda c: c.check_contract())
     assert not status.ready
     assert "LOADING" in status.reason
+
+
+# --- retries: gRPC's retry policy, from the channel's service config ---
+
+
+def test_the_service_config_retries_predict_on_unavailable_and_resource_exhausted() -> None:
+    options = dict(tfserving.channel_options(Settings(serving_retries=3, serving_backoff_s=0.1)))
+    config = json.loads(str(options["grpc.service_config"]))
+    (method,) = config["methodConfig"]
+    assert method["name"] == [{"service": "tensorflow.serving.PredictionService", "method": "Predict"}]
+    assert method["retryPolicy"] == {
+        "maxAttempts": 4,
+        "initialBackoff": "0.100000s",
+        "maxBackoff": "0.400000s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+    }
+    # A whole batch fits the retry buffer, or gRPC would give up retrying it.
+    assert int(str(options["grpc.per_rpc_retry_buffer_size"])) >= 32 * contract.IMAGE_BYTES
+
+
+def test_no_retries_means_no_retry_policy() -> None:
+    config = json.loads(
+        str(dict(tfserving.channel_options(Settings(serving_retries=0)))["grpc.service_config"])
+    )
+    assert "methodConfig" not in config
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
+
+
+def test_the_channel_ignores_proxy_variables() -> None:
+    assert dict(tfserving.channel_options(Settings()))["grpc.enable_http_proxy"] == 0
+
+
+def test_resource_exhausted_is_retried_and_then_succeeds(fake_serving: FakeServingServer) -> None:
+    fake_serving.servicer.behaviour.fail_with = grpc.StatusCode.RESOURCE_EXHAUSTED
+    fake_serving.servicer.behaviour.fail_times = 1
+    prediction = run_client(Settings(tf_serving_host=fake_serving.address), lambda c: c.predict(batch(1)))
+    assert prediction.probabilities.shape == (1, 8)
+    assert fake_serving.servicer.behaviour.calls == [1]
+
+
+def test_a_full_batch_is_retried_too(fake_serving: FakeServingServer) -> None:
+    fake_serving.servicer.behaviour.fail_with = grpc.StatusCode.UNAVAILABLE
+    fake_serving.servicer.behaviour.fail_times = 2
+    settings = Settings(tf_serving_host=fake_serving.address, serving_retries=2)
+    prediction = run_client(settings, lambda c: c.predict(batch(32)))
+    assert prediction.probabilities.shape == (32, 8)
+
+
+def test_without_retries_one_unavailable_is_a_503(fake_serving: FakeServingServer) -> None:
+    fake_serving.servicer.behaviour.fail_with = grpc.StatusCode.UNAVAILABLE
+    fake_serving.servicer.behaviour.fail_times = 1
+    with pytest.raises(UpstreamUnavailable):
+        run_client(
+            Settings(tf_serving_host=fake_serving.address, serving_retries=0), lambda c: c.predict(batch(1))
+        )
+    assert fake_serving.servicer.behaviour.fail_times == 0
+
+
+def test_retries_stop_at_the_deadline(fake_serving: FakeServingServer) -> None:
+    fake_serving.servicer.behaviour.fail_with = grpc.StatusCode.UNAVAILABLE
+    settings = Settings(
+        tf_serving_host=fake_serving.address, serving_retries=4, serving_backoff_s=2, serving_timeout_s=0.5
+    )
+    started = time.monotonic()
+    with pytest.raises((UpstreamUnavailable, UpstreamTimeout)):
+        run_client(settings, lambda c: c.predict(batch(1)))
+    assert time.monotonic() - started < 1.5

@@ -2,11 +2,13 @@
 
 Tensors are built from numpy bytes (`tensor_content`) and parsed with numpy; the TensorFlow runtime is
 never imported. The protobuf classes come from `tensorflow-serving-api` and TensorFlow's generated `*_pb2`
-modules (vendored without the runtime, see gateway/vendor_tf_protos.py).
+modules (copied out of the TensorFlow wheel without the runtime by hack/vendor_tf_protos.py).
 
-gRPC status codes become gateway errors here, so routes never see grpc types:
-UNAVAILABLE / RESOURCE_EXHAUSTED -> 503 + Retry-After (retried first, UNAVAILABLE only), DEADLINE_EXCEEDED
--> 504, INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION -> 502 contract mismatch, anything else -> 502.
+Predict is retried by gRPC itself, from the channel's service config (`retryPolicy`): UNAVAILABLE and
+RESOURCE_EXHAUSTED (TF Serving's full batch queue), SERVING_RETRIES extra attempts with exponential backoff
+and full jitter, all within the call's deadline. Then gRPC status codes become gateway errors here, so
+routes never see grpc types: UNAVAILABLE / RESOURCE_EXHAUSTED -> 503 + Retry-After, DEADLINE_EXCEEDED ->
+504, INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION -> 502 contract mismatch, anything else -> 502.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 import numpy as np
@@ -64,10 +64,6 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> tenso
     proto.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape)
     proto.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
     return proto
-
-
-def tensor_proto_from_array(array: np.ndarray) -> tensor_pb2.TensorProto:
-    return fill_tensor_proto(tensor_pb2.TensorProto(), array)
 
 
 def array_from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
@@ -120,19 +116,52 @@ class ContractStatus:
     checked_at: float = field(default_factory=time.monotonic)
 
 
-def channel_options(settings: Settings) -> list[tuple[str, object]]:
-    """gRPC channel arguments (https://grpc.github.io/grpc/core/group__grpc__arg__keys.html)."""
-    # The largest message is a full batch of uint8 images; 1 MiB of headroom covers the protobuf framing.
-    limit = max(4 * MiB, settings.max_batch_size * contract.IMAGE_BYTES + MiB)
-    service_config: dict[str, object] = {
+RETRYABLE_CODES = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
+
+
+def retry_policy(settings: Settings) -> dict[str, object]:
+    """Predict's gRPC retry policy (https://github.com/grpc/proposal/blob/master/A6-client-retries.md).
+
+    Attempt n waits a random time in [0, SERVING_BACKOFF_S * 2**(n-1)] (full jitter) before it starts;
+    gRPC never retries past the call's deadline (SERVING_TIMEOUT_S), so an outage costs one deadline at most.
+    """
+    last = settings.serving_backoff_s * 2 ** max(settings.serving_retries - 1, 0)
+    return {
+        "maxAttempts": settings.serving_retries + 1,
+        "initialBackoff": f"{settings.serving_backoff_s:.6f}s",
+        "maxBackoff": f"{last:.6f}s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": list(RETRYABLE_CODES),
+    }
+
+
+def service_config(settings: Settings) -> dict[str, object]:
+    config: dict[str, object] = {
         # round_robin opens a subchannel to every address DNS returns (each pod behind a headless Service)
         # and spreads calls over them; the default pick_first would pin every call to one pod.
         "loadBalancingConfig": [{"round_robin": {}}],
     }
+    if settings.serving_retries:  # gRPC wants maxAttempts >= 2 in a retry policy
+        predict = {"service": "tensorflow.serving.PredictionService", "method": "Predict"}
+        config["methodConfig"] = [{"name": [predict], "retryPolicy": retry_policy(settings)}]
+    return config
+
+
+def channel_options(settings: Settings) -> list[tuple[str, object]]:
+    """gRPC channel arguments (https://grpc.github.io/grpc/core/group__grpc__arg__keys.html)."""
+    # The largest message is a full batch of uint8 images; 1 MiB of headroom covers the protobuf framing.
+    limit = max(4 * MiB, settings.max_batch_size * contract.IMAGE_BYTES + MiB)
     return [
-        ("grpc.service_config", json.dumps(service_config)),
+        ("grpc.service_config", json.dumps(service_config(settings))),
+        # The service config above, not one TF Serving's resolver might announce.
+        ("grpc.service_config_disable_resolution", 1),
         ("grpc.max_send_message_length", limit),
         ("grpc.max_receive_message_length", limit),
+        # gRPC retries only what it has buffered: room for the largest request (its default is 256 KiB,
+        # less than a batch of four images).
+        ("grpc.per_rpc_retry_buffer_size", limit),
+        # TF Serving is dialled directly: HTTP(S)_PROXY / grpc_proxy from the environment never apply.
+        ("grpc.enable_http_proxy", 0),
         # Keepalive only while calls are in flight, no more often than once a minute: TF Serving keeps gRPC's
         # server default of 5 min between pings without data, and would answer faster pings with GOAWAY.
         ("grpc.keepalive_time_ms", 60_000),
@@ -161,7 +190,7 @@ def map_rpc_error(exc: grpc.aio.AioRpcError, settings: Settings) -> GatewayError
     return UpstreamError(f"TF Serving failed ({code.name})")
 
 
-class ServingClient:
+class TFServingClient:
     """Owns the process's one channel to TF Serving. Create in the app lifespan; `close()` on shutdown."""
 
     def __init__(self, settings: Settings) -> None:
@@ -169,7 +198,6 @@ class ServingClient:
         self._channel = grpc.aio.insecure_channel(settings.grpc_target, options=channel_options(settings))
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._model = model_service_pb2_grpc.ModelServiceStub(self._channel)
-        self._rng = random.Random()  # noqa: S311 (jitter, not security)
 
     def connect(self) -> None:
         """Starts connecting in the background so the first request does not pay for it."""
@@ -178,16 +206,13 @@ class ServingClient:
     async def close(self) -> None:
         await self._channel.close(grace=None)
 
-    def _model_spec(self, spec: object) -> None:
-        set_model_spec(spec, self.settings)
-
-    def build_request(self, batch: np.ndarray) -> predict_pb2.PredictRequest:
-        return build_predict_request(batch, self.settings)
-
     async def predict(self, batch: np.ndarray) -> Prediction:
-        """One Predict for a (N, 150, 150, 3) uint8 batch, retried on UNAVAILABLE within the deadline."""
+        """One Predict for a (N, 150, 150, 3) uint8 batch (gRPC retries it, see `retry_policy`)."""
         request = build_predict_request(batch, self.settings)
-        response = await self._call_with_retries(self._predict.Predict, request)
+        try:
+            response = await self._predict.Predict(request, timeout=self.settings.serving_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise map_rpc_error(exc, self.settings) from exc
         if contract.OUTPUT_NAME not in response.outputs:
             raise ContractMismatch(f"TF Serving's answer has no output {contract.OUTPUT_NAME!r}")
         probabilities = array_from_tensor_proto(response.outputs[contract.OUTPUT_NAME])
@@ -199,35 +224,12 @@ class ServingClient:
         version = response.model_spec.version.value if response.model_spec.HasField("version") else None
         return Prediction(probabilities, str(version) if version else "unknown")
 
-    async def _call_with_retries(self, method: Any, request: Any) -> Any:
-        settings = self.settings
-        deadline = time.monotonic() + settings.serving_timeout_s
-        attempt = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise UpstreamTimeout(f"TF Serving did not answer within {settings.serving_timeout_s:g} s")
-            try:
-                return await method(request, timeout=remaining)
-            except grpc.aio.AioRpcError as exc:
-                error = map_rpc_error(exc, settings)
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt >= settings.serving_retries:
-                    raise error from exc
-                # Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And
-                # Jitter"), never sleeping past the deadline.
-                pause = self._rng.uniform(0, settings.serving_backoff_s * 2**attempt)
-                if time.monotonic() + pause >= deadline:
-                    raise error from exc
-                attempt += 1
-                log.debug("TF Serving unavailable; retry %d in %.3f s", attempt, pause)
-                await asyncio.sleep(pause)
-
     async def check_contract(self) -> ContractStatus:
         """GetModelStatus (a version AVAILABLE) and GetModelMetadata (signature as in gateway.contract)."""
         timeout = self.settings.readiness_timeout_s
         try:
             status_request = get_model_status_pb2.GetModelStatusRequest()
-            self._model_spec(status_request.model_spec)
+            set_model_spec(status_request.model_spec, self.settings)
             status = await self._model.GetModelStatus(status_request, timeout=timeout)
             available = [
                 s.version
@@ -244,7 +246,7 @@ class ServingClient:
                 )
 
             metadata_request = get_model_metadata_pb2.GetModelMetadataRequest()
-            self._model_spec(metadata_request.model_spec)
+            set_model_spec(metadata_request.model_spec, self.settings)
             metadata_request.metadata_field.append("signature_def")
             metadata = await self._predict.GetModelMetadata(metadata_request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
@@ -305,7 +307,7 @@ class Readiness:
     A change of state is logged once (one clear line on a mismatch), not on every probe.
     """
 
-    def __init__(self, client: ServingClient, ttl_s: float) -> None:
+    def __init__(self, client: TFServingClient, ttl_s: float) -> None:
         self._client = client
         self._ttl_s = ttl_s
         self._lock = asyncio.Lock()

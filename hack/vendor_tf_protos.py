@@ -8,7 +8,8 @@ opens the pinned TensorFlow wheel (a zip file), follows the `*_pb2` imports of t
 of their packages) into a site-packages directory. `tensorflow/__init__.py` is never copied: in the gateway's
 environment `tensorflow` is a bare namespace package with no runtime behind it.
 
-Used by the Makefile (.venv-gateway) and by gateway/Dockerfile's builder stage. Standard library only.
+A build step, outside the gateway package so the image never ships it: used by the Makefile
+(.venv-gateway) and by gateway/Dockerfile's builder stage. Standard library only.
 """
 
 from __future__ import annotations

@@ -1,0 +1,224 @@
+"""The process: uvicorn serving the app (factory mode) on BIND_PORT and the metrics app on METRICS_PORT.
+
+One worker per process on purpose: Kubernetes scales pods (HPA), and one process per container keeps the
+memory budget, the metrics and the shared gRPC channel simple. Both listeners share the event loop; the
+main server owns the signals and stops the metrics listener with itself.
+
+uvicorn's httptools protocol bounds neither the time nor the size of a request head (a client may send
+header lines forever, or nothing, and hold the connection and the buffered bytes). `GuardedHttpProtocol`
+adds both, measured from the connection or from the first byte of each request: more than
+MAX_HEADER_BYTES before the head ends gets 431, no complete head within HEADER_TIMEOUT_S gets 408 (a
+connection that never sent a byte is just closed), both as the gateway's JSON error, then the connection
+is closed. The body's bounds are the ASGI layer's (gateway.limits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import socket
+from asyncio.events import TimerHandle
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from gateway import metrics
+from gateway.errors import GatewayError, HeadersTooLarge, RequestTimeout, error_body
+from gateway.log import configure_logging
+from gateway.main import create_app, create_metrics_app
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline and a size cap on every request head."""
+
+    max_head_bytes: int = 32 * 1024
+    head_timeout_s: float = 10.0
+
+    _head_timer: TimerHandle | None = None
+    _in_head = True  # a request head is expected or being read
+    _head_bytes = 0  # bytes received while in the head, for a head that never ends
+    _head_size = 0  # the head's parsed size
+    _head_started = False  # a byte of that head has arrived
+    _refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        counting = self._in_head
+        self._head_started = self._head_started or counting
+        super().data_received(data)
+        # Counted after parsing, so the body bytes that arrived with a complete head do not count; a head
+        # that began inside this chunk (pipelining) is counted from the next one.
+        if counting and self._in_head and not self._refused:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(self._too_large(), "header_too_large")
+
+    def _too_large(self) -> HeadersTooLarge:
+        return HeadersTooLarge(
+            f"the request line and headers are larger than {self.max_head_bytes} bytes (MAX_HEADER_BYTES)"
+        )
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes, self._head_started = True, 0, True
+        self._head_size = 0
+        self._arm_head_timer()
+
+    # The exact size of the head, from the parser's callbacks (a head that arrives in one read is never
+    # counted by data_received): the target, and each header line with its ": " and CRLF.
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        if self._head_size > self.max_head_bytes:
+            self._refuse(self._too_large(), "header_too_large")
+            return  # the app never sees it
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self._write_error(400, "bad_request", "the request is not valid HTTP/1.1")
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._in_head:
+            return
+        if not self._head_started:
+            self.transport.close()  # an idle connection: nobody to answer
+            return
+        error = RequestTimeout(
+            f"the request headers did not arrive within {self.head_timeout_s:g} s (HEADER_TIMEOUT_S)"
+        )
+        self._refuse(error, "header_timeout")
+
+    def _refuse(self, error: GatewayError, reason: str) -> None:
+        self._refused = True
+        self._cancel_head_timer()
+        metrics.REFUSED.labels(reason=reason).inc()
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+        log.info("refused a request head from %s: %s (%d)", client, reason, error.status)
+        self._write_error(error.status, error.code, error.message)
+
+    def _write_error(self, status: int, code: str, message: str) -> None:
+        body = error_body(code, message)
+        head = [
+            STATUS_LINE[status],
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
+def protocol_class(settings: Settings) -> type[GuardedHttpProtocol]:
+    return type(
+        "GatewayHttpProtocol",
+        (GuardedHttpProtocol,),
+        {"max_head_bytes": settings.max_header_bytes, "head_timeout_s": settings.header_timeout_s},
+    )
+
+
+class _Listener(uvicorn.Server):
+    """A server sharing the main server's loop: the main server owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _MainServer(uvicorn.Server):
+    """The gateway's server; starts `listeners` once its app is up and stops them with itself."""
+
+    def __init__(self, config: uvicorn.Config, listeners: list[tuple[_Listener, socket.socket]]) -> None:
+        super().__init__(config)
+        self._listeners = listeners
+        self._listener_tasks: list[asyncio.Task[None]] = []
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for listener, sock in self._listeners:
+            self._listener_tasks.append(asyncio.create_task(listener.serve(sockets=[sock])))
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for listener, _ in self._listeners:
+            listener.should_exit = True
+        await super().shutdown(sockets)
+        await asyncio.gather(*self._listener_tasks, return_exceptions=True)
+
+
+def _config(settings: Settings, app: Any, port: int, **options: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        factory=True,
+        host=settings.bind_host,
+        port=port,
+        workers=1,
+        http=protocol_class(settings),
+        # Logging is configured by gateway.log (JSON lines); the gateway writes its own access line.
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        **options,
+    )
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401 (only probing: uvicorn picks it up by name)
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def run(settings: Settings) -> None:
+    configure_logging(settings.log_level_number, settings.log_format)
+    config = _config(
+        settings,
+        functools.partial(create_app, settings),
+        settings.bind_port,
+        loop=_loop(),
+        # X-Forwarded-For/-Proto are honoured only from FORWARDED_ALLOW_IPS (default: loopback, i.e. none in
+        # a pod). An NLB forwards TCP and adds no such headers; an L7 proxy in front would be listed there.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        # SIGTERM: stop accepting, let in-flight requests finish for this long, then exit.
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+    )
+    listeners = []
+    if settings.metrics_port:
+        metrics_config = _config(settings, create_metrics_app, settings.metrics_port, lifespan="off")
+        # Bound now, so a taken port stops the start with a clear error instead of failing later.
+        listeners.append((_Listener(metrics_config), metrics_config.bind_socket()))
+    _MainServer(config, listeners).run()
