@@ -59,6 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         http=http,
         readiness=readiness,
         decode_limiter=anyio.CapacityLimiter(settings.decode_workers),
+        parse_limiter=anyio.CapacityLimiter(1),
         decode_budget=app.state.decode_budget,
         tmp_budget=app.state.tmp_budget,
         limits=decode_limits(settings),

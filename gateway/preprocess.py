@@ -153,16 +153,31 @@ class _Source(io.BytesIO):
 
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
 # In entropy-coded data a 0xFF byte is followed by 0x00 (stuffing) or a restart marker; any other byte
-# after 0xFF (fill bytes aside) starts the next marker.
-_NEXT_MARKER = re.compile(rb"\xff+(?![\x00\xd0-\xd7])")
+# after 0xFF (0xFF fill bytes aside) starts the next marker. A literal first byte lets the regular
+# expression engine skip ahead at memory speed.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# Searched a window at a time: a file of nothing but stuffed 0xFF bytes holds the GIL for one window at a
+# time, not for its whole length, so the event loop keeps running beside the worker thread.
+_WINDOW = 1024 * 1024
+
+
+def _next_marker(data: bytes, position: int) -> int:
+    """The index of the next marker's 0xFF at or after `position`, or -1."""
+    while position < len(data):
+        found = _NEXT_MARKER.search(data, position, min(position + _WINDOW + 1, len(data)))
+        if found is not None:
+            return found.start()
+        position += _WINDOW
+    return -1
 
 
 def jpeg_scans(data: bytes, limit: int) -> int:
     """Scans (SOS segments) of the first image in a JPEG, counting no further than `limit` + 1.
 
-    Walks the marker segments by their lengths (so thumbnails inside APP segments do not count) and skips
-    each scan's entropy-coded data with one regular-expression search. Stops at the first structure it
-    cannot follow; the decoder then reports the file as invalid.
+    Walks the marker segments by their lengths (so thumbnails inside APP segments do not count, and a
+    marker hidden in a comment between scans is skipped as libjpeg skips it) and skips each scan's
+    entropy-coded data by searching for the next marker. Stops at the first structure it cannot follow; the
+    decoder then reports the file as invalid.
     """
     scans = 0
     pos = 2  # after SOI
@@ -184,10 +199,9 @@ def jpeg_scans(data: bytes, limit: int) -> int:
         pos += 2 + length
         if marker == _SOS:
             scans += 1
-            found = _NEXT_MARKER.search(data, pos)
-            if found is None:
+            pos = _next_marker(data, pos)
+            if pos < 0:
                 break
-            pos = found.end() - 1
     return scans
 
 

@@ -88,6 +88,16 @@ def check_json_shape(body: bytes, *, max_items: int | None) -> None:
             raise BadRequest("the JSON body has more values than an image request can hold")
         start = match.start()
         first = body[start]
+        closing = first in b"}]"
+        # Depth 2 is inside the top-level object's array: every value starting there is one image.
+        if max_items is not None and depth == 2 and not closing:
+            items += 1
+            if items > max_items:
+                metrics.REFUSED.labels(reason="batch_too_large").inc()
+                raise BadRequest(
+                    f"the batch has more than {max_items} images; at most {max_items} are accepted"
+                    " (MAX_BATCH_SIZE)"
+                )
         if first == _QUOTE:
             position = _string_end(body, start)
             if position < 0:
@@ -96,16 +106,7 @@ def check_json_shape(body: bytes, *, max_items: int | None) -> None:
         position = match.end()
         if first in b"{[":
             depth += 1
-            # Depth 3 is an object inside the top-level object's array: one image.
-            if max_items is not None and depth == 3 and first == ord("{"):
-                items += 1
-                if items > max_items:
-                    metrics.REFUSED.labels(reason="batch_too_large").inc()
-                    raise BadRequest(
-                        f"the batch has more than {max_items} images; at most {max_items} are accepted"
-                        " (MAX_BATCH_SIZE)"
-                    )
-        elif first in b"}]":
+        elif closing:
             depth -= 1
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import logging
 import socket
@@ -142,6 +144,25 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+# glibc's mallopt parameters (malloc.h).
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 1024 * 1024
+
+
+def return_big_buffers_to_the_os() -> None:
+    """Have glibc map every allocation of 1 MiB or more on its own, so that freeing it returns the memory.
+
+    By default glibc raises that threshold to the size of the largest block freed so far (up to 32 MiB):
+    after a few request bodies have come and gone, the next ones land in heap arenas, from which freed
+    memory rarely goes back to the OS, and RSS stays far above what the memory budget holds. A fixed
+    threshold keeps RSS near the budgets (tests/gateway/test_hardening.py measures it). No-op without glibc.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        if not libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD):
+            log.warning("mallopt(M_MMAP_THRESHOLD) failed; RSS may stay above the memory budget")
+
+
 def protocol_class(settings: Settings) -> type[GuardedHttpProtocol]:
     return type(
         "GatewayHttpProtocol",
@@ -220,5 +241,10 @@ def run(settings: Settings) -> None:
     if settings.metrics_port:
         metrics_config = _config(settings, create_metrics_app, settings.metrics_port, lifespan="off")
         # Bound now, so a taken port stops the start with a clear error instead of failing later.
-        listeners.append((_Listener(metrics_config), metrics_config.bind_socket()))
+        try:
+            sock = metrics_config.bind_socket()
+        except SystemExit:  # uvicorn has logged the OSError
+            raise SystemExit(f"gateway cannot listen on METRICS_PORT {settings.metrics_port}") from None
+        listeners.append((_Listener(metrics_config), sock))
+    return_big_buffers_to_the_os()
     _MainServer(config, listeners).run()

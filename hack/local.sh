@@ -53,7 +53,7 @@ TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2} "$VENV/bin/python" -m serving.st
 pids+=($!)
 
 TF_SERVING_HOST=$HOST:$SERVING_PORT BIND_HOST=$HOST BIND_PORT=$HTTP_PORT LOG_FORMAT=${LOG_FORMAT:-text} \
-    "$GW_VENV/bin/python" -m gateway &
+    DOCS_ENABLED=${DOCS_ENABLED:-true} "$GW_VENV/bin/python" -m gateway &
 pids+=($!)
 
 # Wait for the gateway's readiness, which itself means the stand-in serves the model with the right

@@ -370,3 +370,64 @@ def test_a_request_cancelled_while_waiting_for_tf_serving_gives_its_slot_back(
     assert servicer.wait_for(0)  # the abandoned Predict has left the fake too
     servicer.gate.clear()
     assert_exactly_capacity(api, servicer, 1)
+
+
+# --- the memory budget ---
+
+MiB = 2**20
+# 200 MiB - 128 MiB baseline - 40 MiB for decoding: 32 MiB for bodies, 2 bytes per body byte.
+SMALL_MEMORY = {"memory_limit_bytes": 200 * MiB, "max_decode_bytes": 40 * MiB, "max_body_bytes": 24 * MiB}
+
+
+def padded(size: int) -> bytes:
+    """The test image followed by zeros up to `size` bytes: still a valid PNG (the tail is ignored)."""
+    return IMAGE + b"\0" * (size - len(IMAGE))
+
+
+def test_a_body_that_does_not_fit_the_memory_left_gets_503_before_it_is_read(
+    make_api: MakeApi, gated_server: tuple[FakeServingServer, GatedServing]
+) -> None:
+    server, servicer = gated_server
+    api = make_gated_api(make_api, server, **SMALL_MEMORY)
+    before = api.get("/metrics").text
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            api.post, "/predict", content=padded(10 * MiB), headers={"Content-Type": "image/png"}
+        )
+        assert servicer.wait_for(1)
+        try:
+            used = metric(api.get("/metrics").text, 'gateway_budget_used_bytes{budget="memory"}')
+            assert used == 20 * MiB  # two bytes per body byte, reserved from the Content-Length
+            refused = api.post("/predict", content=padded(10 * MiB), headers={"Content-Type": "image/png"})
+            assert_error(refused, 503, "overloaded")
+            assert "memory" in refused.json()["error"]["message"]
+            assert refused.headers["retry-after"] == "1"
+        finally:
+            servicer.gate.set()
+        assert held.result(timeout=WAIT_S).status_code == 200
+    after = api.get("/metrics").text
+    memory_refusals = 'gateway_requests_refused_total{reason="memory_budget"}'
+    assert metric(after, memory_refusals) - metric(before, memory_refusals) >= 1
+    assert metric(after, 'gateway_budget_used_bytes{budget="memory"}') == 0
+
+
+def test_a_body_that_could_never_fit_gets_413_at_once(make_api: MakeApi) -> None:
+    api = make_api(**SMALL_MEMORY)
+    response = api.post("/predict", content=padded(20 * MiB), headers={"Content-Type": "image/png"})
+    assert_error(response, 413, "payload_too_large")
+    assert "memory budget; at most 16777216 bytes" in response.json()["error"]["message"]
+
+
+def test_a_body_of_unknown_length_is_charged_as_it_arrives(make_api: MakeApi) -> None:
+    api = make_api(**SMALL_MEMORY)
+
+    def chunked(total: int) -> Iterator[bytes]:
+        yield IMAGE
+        for _ in range((total - len(IMAGE)) // MiB):
+            yield b"\0" * MiB
+
+    too_much = api.post("/predict", content=chunked(20 * MiB), headers={"Content-Type": "image/png"})
+    assert_error(too_much, 503, "overloaded")
+    fits = api.post("/predict", content=chunked(8 * MiB), headers={"Content-Type": "image/png"})
+    assert fits.status_code == 200, fits.text
+    assert metric(api.get("/metrics").text, 'gateway_budget_used_bytes{budget="memory"}') == 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -59,6 +60,7 @@ class GatewayProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     started_at: float
+    metrics_port: int = 0
     healthy_after_s: float | None = None
     ready_after_s: float | None = None
 
@@ -171,7 +173,8 @@ def start_gateway(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    return GatewayProcess(f"http://{HOST}:{port}", process, Path(log_name), started_at)
+    metrics_port = int(child_env["METRICS_PORT"])
+    return GatewayProcess(f"http://{HOST}:{port}", process, Path(log_name), started_at, metrics_port)
 
 
 @contextlib.contextmanager
@@ -225,23 +228,53 @@ class Watch:
 
 
 HEALTHZ_PROBE_TIMEOUT_S = 5.0
+# The prober runs in its own process: in the test's process it would wait for the GIL behind the attack's
+# own threads and measure the test, not the gateway.
+_PROBER = """
+import sys, time, urllib.request
+url, interval, timeout = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+while sys.stdin.readline() == "probe\\n":
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            ok = response.status == 200
+    except Exception:
+        ok = False
+    took = time.monotonic() - started
+    print(took if ok else max(took, timeout), flush=True)
+"""
 
 
 @contextlib.contextmanager
 def watch(gateway: GatewayProcess, interval_s: float = 0.05) -> Iterator[Watch]:
     """Measures the gateway while the `with` block attacks it: peak RSS (VmHWM, reset at the start, and
-    sampled VmRSS where the reset is not allowed) and the latency of GET /healthz polled every `interval_s`
-    on fresh connections, as a kubelet probes."""
+    sampled VmRSS where the reset is not allowed) and the latency of GET /healthz every `interval_s` on a
+    fresh connection, as a kubelet probes, from a separate process."""
     seen = Watch()
     exact = gateway.reset_peak_rss()
     stop = threading.Event()
+    prober = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _PROBER,
+            f"{gateway.base_url}/healthz",
+            str(interval_s),
+            str(HEALTHZ_PROBE_TIMEOUT_S),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stdin, stdout = prober.stdin, prober.stdout
+    assert stdin is not None
+    assert stdout is not None
 
     def probe() -> None:
         while not stop.is_set():
-            started = time.monotonic()
-            status = _get_status(f"{gateway.base_url}/healthz", timeout=HEALTHZ_PROBE_TIMEOUT_S)
-            took = time.monotonic() - started
-            seen.healthz_s.append(took if status == 200 else max(took, HEALTHZ_PROBE_TIMEOUT_S))
+            stdin.write("probe\n")
+            stdin.flush()
+            seen.healthz_s.append(float(stdout.readline()))
             with contextlib.suppress(OSError, RuntimeError):
                 seen.peak_rss_bytes = max(seen.peak_rss_bytes, gateway.rss_bytes())
             stop.wait(interval_s)
@@ -253,5 +286,8 @@ def watch(gateway: GatewayProcess, interval_s: float = 0.05) -> Iterator[Watch]:
     finally:
         stop.set()
         thread.join()
+        stdin.close()
+        prober.wait(10)
+        stdout.close()
         if exact:
             seen.peak_rss_bytes = max(seen.peak_rss_bytes, gateway.peak_rss_bytes())
