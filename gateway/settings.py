@@ -219,7 +219,7 @@ class Settings(BaseSettings):
         default=frozenset({80, 443}), description="Comma-separated ports image URLs may use."
     )
     fetch_max_header_bytes: int = Field(
-        default=64 * KiB,
+        default=32 * KiB,
         ge=1 * KiB,
         le=1 * MiB,
         description="Response head bytes per fetch, interim (1xx) responses included.",
