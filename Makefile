@@ -129,6 +129,16 @@ mkdir -p $(LOCALBIN)
 tmp=$$(mktemp -d) && GOBIN=$$tmp CGO_ENABLED=0 go install $(2)@$(3) && mv $$tmp/$(1) $(LOCALBIN)/$(1)-$(3) && rm -rf $$tmp
 endef
 
+##@ Docker engine
+
+.PHONY: docker-up
+docker-up: ## Start a Docker engine when none answers (root on Debian: installs docker.io; data under ~/.cache).
+	hack/docker-up.sh
+
+.PHONY: docker-down
+docker-down: ## Stop the Docker engine that docker-up started, and only that one.
+	hack/docker-down.sh
+
 ##@ Kind (local cluster)
 
 .PHONY: kind-up
