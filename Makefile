@@ -51,10 +51,10 @@ help: ## Show this help.
 .PHONY: venv
 venv: $(VENV)/.installed $(GW_VENV)/.installed ## Create both Python environments (.venv and .venv-gateway) with pinned packages.
 
-$(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt
+$(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt serving/standin/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check \
-		-r model/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
+		-r serving/standin/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
 		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
 	touch $@
