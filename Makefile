@@ -83,13 +83,18 @@ local: venv model ## Run the stand-in on 127.0.0.1:8500 and the gateway on 127.0
 	VENV=$(VENV) GW_VENV=$(GW_VENV) MODEL_BASE_PATH=$(BUILD)/models/species_model hack/local.sh
 
 .PHONY: lint
-lint: $(VENV)/.installed ## Run ruff and mypy.
+lint: $(VENV)/.installed ## Run ruff and mypy; go vet on the project's Go code.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd hack/offline/capwrap && go vet ./...
 
 .PHONY: test
-test: venv model tools $(SIM_TEST_DEPS) lint ## Run every test this machine can run; the rest are reported as skipped, with the reason.
+# Level 5 (tests/e2e) needs a Docker engine: `docker-up --if-possible` starts one where it can (root on
+# Debian) and otherwise says why; the e2e fixtures then create the kind cluster and remove it at the end.
+test: venv model tools $(KIND) $(SIM_TEST_DEPS) lint ## Run every test this machine can run (levels 1-5); the rest are reported as skipped, with the reason.
+	cd hack/offline/capwrap && go test ./...
+	hack/docker-up.sh --if-possible
 	$(VENV_PY) -m pytest
 
 .PHONY: bench
