@@ -94,8 +94,22 @@ lint: $(VENV)/.installed ## Run ruff and mypy.
 	$(VENV)/bin/mypy
 
 .PHONY: test
-test: venv model tools $(SIM_TEST_DEPS) lint ## Run every test this machine can run; the rest are reported as skipped, with the reason.
+test: venv model tools browser $(SIM_TEST_DEPS) lint ## Run every test this machine can run; the rest are reported as skipped, with the reason.
 	$(VENV_PY) -m pytest
+
+# The demo page's browser test drives Debian's chromium through chromium-driver: no browser download.
+BROWSER_PACKAGES := chromium chromium-driver fonts-dejavu-core
+
+.PHONY: browser
+browser: ## Install Debian's chromium and chromium-driver for the demo page's browser test (apt-get, as root).
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(BROWSER_PACKAGES) with apt-get" >&2; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(BROWSER_PACKAGES); \
+	else \
+		echo "chromium or chromedriver missing and not root with apt-get: the browser test will be skipped" >&2; \
+	fi
 
 .PHONY: bench
 bench: venv model ## Benchmark the gateway against the stand-in; prints a table, writes build/bench/*.json.
