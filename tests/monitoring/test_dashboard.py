@@ -21,7 +21,10 @@ pytestmark = pytest.mark.unit
 # request_latency is a histogram in microseconds labelled model_name, API, entrypoint, request_count a
 # counter labelled model_name, status (tensorflow_serving/servables/tensorflow/util.cc).
 TF_SERVING_METRICS = {":tensorflow:serving:request_latency", ":tensorflow:serving:request_count"}
-_METRIC = re.compile(r"(?<![\w:])(:?[a-zA-Z_][\w:]*)(?=\{|\[)")
+_CLAUSES = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_NOISE = re.compile(r'"[^"]*"|\{[^}]*\}|\[[^\]]*\]')
+_NAME = re.compile(r"(?<![\w:.$])(:?[a-zA-Z_][\w:]*)(?!\w|\s*\()")
+_KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan"}
 
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
@@ -38,7 +41,9 @@ def gateway_metric_names() -> set[str]:
 
 
 def referenced_metrics(expr: str) -> set[str]:
-    return set(_METRIC.findall(expr))
+    """Metric names in a PromQL expression: label clauses, matchers, strings and ranges removed first."""
+    bare = _NOISE.sub(" ", _CLAUSES.sub(" ", expr))
+    return {name for name in _NAME.findall(bare) if name.lower() not in _KEYWORDS}
 
 
 def all_exprs() -> list[str]:
@@ -126,3 +131,11 @@ def test_the_stage_panels_name_every_stage_the_gateway_times() -> None:
     panel = next(p for p in dashboard.panels() if p.title.startswith("Stage latency"))
     assert {"fetch", "decode", "serve"} <= set(re.findall(r"\w+", panel.raw["description"]))
     assert {t.legend for t in panel.targets} == {"{{stage}} p50", "{{stage}} p99"}
+
+
+def test_metric_names_are_read_from_queries_without_labels_functions_or_keywords() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (job, le) (rate(a_bucket{route="/x"}[5m]))) / 1e6 > 2.5'
+        " or on () absent(b == 1) and max without (pod) (:c:d) unless e offset 5m"
+    )
+    assert referenced_metrics(expr) == {"a_bucket", "b", ":c:d", "e"}
