@@ -36,8 +36,8 @@
   const model = $("model");
   const template = $("card");
 
-  const NAMES = { antelope_duiker: "antelope/duiker", civet_genet: "civet/genet", monkey_prosimian: "monkey/prosimian" };
-  const words = (label) => NAMES[label] || label.replaceAll("_", " ");
+  // Label names as people write them; a narrow card may wrap them after the slash (a zero-width space).
+  const words = (label) => label.replaceAll("_", "/\u200b");
 
   function card(file) {
     const item = template.content.firstElementChild.cloneNode(true);
@@ -107,8 +107,10 @@
     const retry = response.headers.get("Retry-After");
     const again = retry ? ` Try again in ${retry} second${retry === "1" ? "" : "s"}.` : "";
     const plain = PLAIN[code] || `The classifier refused the request (${code}).`;
+    // A batch error names its image ("images[3]: ..."); the card it lands on says which, so the index goes.
     const index = /^images\[(\d+)\]: /.exec(message);
-    return { text: `${plain}${again} (${message})`, index: index ? Number(index[1]) : undefined };
+    const detail = index ? message.slice(index[0].length) : message;
+    return { text: `${plain}${again} (${detail})`, index: index ? Number(index[1]) : undefined };
   }
 
   async function post(path, form) {
