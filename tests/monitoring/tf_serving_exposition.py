@@ -1,9 +1,10 @@
 """TF Serving's Prometheus page, for the dashboard's TF Serving panels where TF Serving itself cannot run.
 
-The stand-in implements TF Serving's gRPC services but exposes no metrics, and the real `tensorflow/serving`
-image cannot be pulled here. So the TF Serving panels are proven against a page written in TF Serving's own
-exposition format, served over HTTP at the path of serving/monitoring.config with TF Serving's Content-Type,
-and scraped by the real Prometheus. What the page reproduces, from TF Serving's source:
+The stand-in implements TF Serving's gRPC services, and its REST port serves the metrics path, but with the
+stand-in's own process metrics, not TF Serving's metric families; the real `tensorflow/serving` image cannot
+be pulled here. So the TF Serving panels are proven against a page written in TF Serving's own exposition
+format, served over HTTP at the path of serving/monitoring.config with TF Serving's Content-Type, and scraped
+by the real Prometheus. What the page reproduces, from TF Serving's source:
 
 - names: the monitoring metric `/tensorflow/serving/request_count` is exported with every character outside
   `[a-zA-Z0-9_]` replaced by `:`, so `:tensorflow:serving:request_count` (util/prometheus_exporter.cc);
