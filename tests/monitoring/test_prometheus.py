@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +46,7 @@ from tests.packaging.checks import (
 )
 from tests.packaging.test_contract_facts import entrypoint_flag, monitoring_path
 from tests.support.gateway import GatewayProcess, start_gateway
+from tests.support.http import serve_directory
 from tests.support.prometheus import (
     PROMETHEUS,
     PrometheusProcess,
@@ -160,25 +159,6 @@ def gateway_setting_for_port(port: int) -> str:
 # --- the stack ----------------------------------------------------------------------------------------------
 
 
-class _Files(BaseHTTPRequestHandler):
-    directory: Path
-
-    def do_GET(self) -> None:
-        path = self.directory / Path(self.path).name
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
 @dataclass
 class Stack:
     prometheus: PrometheusProcess
@@ -271,9 +251,6 @@ def stack(
     standin_rest = free_port()
     standin = start_standin(demo_model_base, extra_args=["--rest-port", str(standin_rest)], log_dir=tmp)
     gateway: GatewayProcess | None = None
-    _Files.directory = golden_dir
-    files = ThreadingHTTPServer((HOST, free_port()), _Files)
-    threading.Thread(target=files.serve_forever, daemon=True).start()
     try:
         standin.wait_until_serving()
         gateway_ports = {
@@ -295,7 +272,10 @@ def stack(
         gateway_ports["BIND_PORT"] = bind_port
 
         serving_rest_port = entrypoint_flag("rest_api_port")
-        with serve_exposition(monitoring_path(), spec.MODEL_NAME) as (exposition_address, _):
+        with (
+            serve_directory(golden_dir, "image/jpeg") as images,
+            serve_exposition(monitoring_path(), spec.MODEL_NAME) as (exposition_address, _),
+        ):
             jobs: dict[str, tuple[Scrape, list[str]]] = {}
             scrape_jobs = []
             for index, (scrape, sources) in enumerate(sorted(scrapes.items(), key=lambda item: str(item[0]))):
@@ -317,14 +297,12 @@ def stack(
             with run_prometheus(scrape_jobs, tmp_dir=tmp, rule_files=[RULES]) as prometheus:
                 prometheus.wait_for_targets()
                 result = Stack(prometheus, gateway, jobs)
-                _send_traffic(result, golden_dir, f"http://{HOST}:{files.server_port}/leopard.jpg", standin)
+                _send_traffic(result, golden_dir, f"{images}/leopard.jpg", standin)
                 # Scraped after the last request: the gateway's not-ready state.
                 prometheus.wait_for("max(gateway_ready) == 0")
                 time.sleep(2)
                 yield result
     finally:
-        files.shutdown()
-        files.server_close()
         if gateway is not None:
             gateway.stop()
         standin.stop()

@@ -24,9 +24,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.support.standin import HOST, free_port
+from tests.support.http import serve
 
 LATENCY_BOUNDS = [10 * 1.8**i for i in range(33)]
 # Per scrape: three successful Predicts of about 4 ms, 6 ms and 9 ms, and one rejected as INVALID_ARGUMENT.
@@ -70,27 +69,11 @@ def serve_exposition(path: str, model_name: str) -> Iterator[tuple[str, Expositi
     """Serves the page at `path` on a free port of 127.0.0.1; yields ("127.0.0.1:<port>", the exposition)."""
     exposition = Exposition(model_name)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != path:
-                # TF Serving answers other paths of its monitoring handler with an error, not with metrics.
-                self.send_error(400, f"Unexpected path: {self.path}. Should be {path}")
-                return
-            body = exposition.page().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(requested: str) -> tuple[int, str, bytes]:
+        if requested != path:
+            # TF Serving answers other paths of its monitoring handler with an error, not with metrics.
+            return 400, "text/plain", f"Unexpected path: {requested}. Should be {path}".encode()
+        return 200, "text/plain", exposition.page().encode()
 
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer((HOST, free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{HOST}:{server.server_port}", exposition
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(answer) as base_url:
+        yield base_url.removeprefix("http://"), exposition
