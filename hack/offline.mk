@@ -16,3 +16,9 @@ KUBE_ROUTER_VERSION := v2.1.0
 # Must equal the CoreDNS version kubeadm $(KUBE_VERSION) deploys (its constants.CoreDNSVersion);
 # build-images.sh checks it against `kubeadm config images list`.
 COREDNS_VERSION := v1.14.6
+
+# The EKS rehearsal's add-ons on kind (hack/kind-addons.sh): a LoadBalancer implementation and the metrics
+# API the HPAs read. Their charts come from the same Go modules (charts/ in each), their images are pulled
+# where possible, else built here from those modules.
+METALLB_VERSION := v0.16.2
+METRICS_SERVER_VERSION := v0.9.0

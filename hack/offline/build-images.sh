@@ -8,6 +8,9 @@
 #   build-images.sh debian    species-classifier/debian:<suite>-<key>       debootstrap minbase, imported
 #   build-images.sh python    species-classifier/python:3.11-<suite>-<key>  Debian's python3.11 + this machine's CA bundle
 #   build-images.sh node      species-classifier/kind-node:<kube>-<key>     the kind node (see node/Dockerfile)
+#   build-images.sh metallb-controller | metallb-speaker | metrics-server
+#                             species-classifier/<name>:<version>-<key>      the EKS rehearsal's add-ons (one
+#                                                                            static binary each, from its module)
 #
 # Each prints the image name on stdout (progress goes to stderr). Needs root for debootstrap (installed with
 # apt-get when missing), Go for the binaries, gcc for the pause container.
@@ -28,6 +31,8 @@ CRICTL_VERSION=$(version_of CRICTL_VERSION "$PINS")
 CNI_PLUGINS_VERSION=$(version_of CNI_PLUGINS_VERSION "$PINS")
 KUBE_ROUTER_VERSION=$(version_of KUBE_ROUTER_VERSION "$PINS")
 COREDNS_VERSION=$(version_of COREDNS_VERSION "$PINS")
+METALLB_VERSION=$(version_of METALLB_VERSION "$PINS")
+METRICS_SERVER_VERSION=$(version_of METRICS_SERVER_VERSION "$PINS")
 # The build machine's CA bundle goes into the Python base: pip must trust a TLS-inspecting proxy's CA.
 CA_BUNDLE=${CA_BUNDLE:-}
 for candidate in "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
@@ -322,9 +327,26 @@ iptables_image() {
     rm -rf "$context"
 }
 
+# addon_image NAME VERSION PACKAGE PATH: one static binary from the Go module proxy, run as PATH.
+addon_image() {
+    local name=$1 version=$2 package=$3 path=$4 image
+    image=species-classifier/$name:$version-$(key "$HERE/build-images.sh" "$PINS")
+    if ! have_image "$image"; then
+        go_install "$name" "$version" "$package"
+        single_binary_image "$image" "$LOCALBIN/$name-$version" "$path" "$path"
+        log "built $image"
+    fi
+    echo "$image"
+}
+
 case ${1:-} in
     debian) debian_image ;;
     python) python_image ;;
     node) node_image ;;
-    *) die "usage: $0 debian|python|node" ;;
+    metallb-controller) addon_image metallb-controller "$METALLB_VERSION" go.universe.tf/metallb/controller /controller ;;
+    metallb-speaker) addon_image metallb-speaker "$METALLB_VERSION" go.universe.tf/metallb/speaker /speaker ;;
+    metrics-server)
+        addon_image metrics-server "$METRICS_SERVER_VERSION" sigs.k8s.io/metrics-server/cmd/metrics-server /metrics-server
+        ;;
+    *) die "usage: $0 debian|python|node|metallb-controller|metallb-speaker|metrics-server" ;;
 esac
