@@ -131,6 +131,7 @@ class BatchClient:
         on_wait: Callable[[str, float], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.retry_for_s = retry_for_s
@@ -140,6 +141,7 @@ class BatchClient:
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             # The gateway is named explicitly; proxy variables meant for the internet do not apply.
             trust_env=False,
+            transport=transport,
         )
         self._on_wait = on_wait or (lambda reason, seconds: None)
         self._sleep = sleep
