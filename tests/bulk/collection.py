@@ -67,7 +67,7 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def make_collection(root: Path, *, per_camera: int = 60, with_burst: bool = True) -> Collection:
+def make_collection(root: Path, *, per_camera: int = 81, with_burst: bool = True) -> Collection:
     images: list[str] = []
     cameras = {
         "siteA/cam1": (None, ("BUSHNELL", "CORE DS")),
