@@ -60,10 +60,10 @@ help: ## Show this help.
 .PHONY: venv
 venv: $(VENV)/.installed $(GW_VENV)/.installed $(S3_VENV)/.installed ## Create the Python environments (.venv, .venv-gateway, .venv-s3) with pinned packages.
 
-$(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt
+$(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt serving/standin/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check \
-		-r model/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
+		-r serving/standin/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
 		tensorflow-serving-api==$(TF_SERVING_API_VERSION) megadetector-utils==$(MEGADETECTOR_UTILS_VERSION)
 	touch $@
@@ -146,6 +146,16 @@ define go-install-tool
 mkdir -p $(LOCALBIN)
 tmp=$$(mktemp -d) && GOBIN=$$tmp CGO_ENABLED=0 go install $(2)@$(3) && mv $$tmp/$(1) $(LOCALBIN)/$(1)-$(3) && rm -rf $$tmp
 endef
+
+##@ Docker engine
+
+.PHONY: docker-up
+docker-up: ## Start a Docker engine when none answers (root on Debian: installs docker.io; data under ~/.cache).
+	hack/docker-up.sh
+
+.PHONY: docker-down
+docker-down: ## Stop the Docker engine that docker-up started, and only that one.
+	hack/docker-down.sh
 
 ##@ Kind (local cluster)
 
