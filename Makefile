@@ -111,8 +111,10 @@ test: venv model tools $(SIM_TEST_DEPS) lint ## Run every test this machine can 
 	$(VENV_PY) -m pytest
 
 .PHONY: bench
-bench: venv model ## Benchmark the gateway against the stand-in; prints a table, writes build/bench/*.json.
+bench: venv model ## Benchmark the gateway and the bulk path against the stand-in; prints tables, writes build/bench/*.json.
 	$(VENV_PY) -m tests.bench.gateway --gateway-python $(GW_PY) --model-base-path $(BUILD)/models/species_model \
+		--out $(BUILD)/bench
+	$(VENV_PY) -m tests.bench.bulk --gateway-python $(GW_PY) --model-base-path $(BUILD)/models/species_model \
 		--out $(BUILD)/bench
 
 .PHONY: clean
