@@ -118,3 +118,29 @@ def test_wrong_s3_credentials_or_bucket_end_with_status_5(
     )
     assert run.returncode == 5, run.output
     assert "NoSuchBucket" in run.output
+
+
+def test_shards_on_s3_merge_into_outputs_at_the_top_of_the_output_prefix(
+    gateway: GatewayProcess, s3_server: S3Server, survey: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    out = f"s3://{BUCKET}/results/sharded"
+    for index in range(2):
+        run = run_bulk(
+            f"s3://{BUCKET}/survey-2024",
+            out,
+            "--endpoint",
+            gateway.base_url,
+            "--shard-count",
+            "2",
+            "--merge-when-complete",
+            "--work-dir",
+            str(tmp_path / f"pod-{index}"),
+            env={**s3_server.env(), "JOB_COMPLETION_INDEX": str(index)},
+        )
+        assert run.returncode == 0, run.output
+    assert "merged 2 shards" in run.output
+    keys = set(s3_server.list(BUCKET, "results/sharded/"))
+    assert "results/sharded/shards/00000-of-00002/ledger.jsonl" in keys
+    assert "results/sharded/shards/00001-of-00002/predictions.csv" in keys
+    merged = rows(s3_server.download(BUCKET, "results/sharded/predictions.csv", tmp_path / "merged.csv"))
+    assert sorted(merged) == survey[1]
