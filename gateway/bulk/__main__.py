@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--max-batch-bytes",
         type=_positive_int,
-        default=32 * MiB,
+        default=16 * MiB,
         help="bytes of images per request (%(default)s)",
     )
     g.add_argument(

@@ -56,7 +56,7 @@ class Interrupted(Exception):
 class Config:
     endpoint: str = "http://localhost:9696"
     batch_size: int = 32
-    max_batch_bytes: int = 32 * 1024 * 1024
+    max_batch_bytes: int = 16 * 1024 * 1024
     max_image_bytes: int = 16 * 1024 * 1024
     concurrency: int = 4
     timeout_s: float = 120.0
