@@ -111,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--s3-endpoint-url", help="an S3-compatible endpoint (default: AWS, or AWS_ENDPOINT_URL_S3)"
     )
-    s.add_argument("--s3-region", help="region (default: AWS_REGION / the AWS config)")
+    s.add_argument("--s3-region", help="region (default: AWS_DEFAULT_REGION / the AWS config)")
     s.add_argument(
         "--work-dir",
         type=Path,

@@ -146,8 +146,7 @@ def test_s3_runs_need_no_volume_and_pass_the_endpoint_and_region() -> None:
     assert arguments[0].startswith("s3://")
     assert option(arguments, "--out").startswith("s3://")
     assert option(arguments, "--s3-endpoint-url") == "https://s3.example.org"
-    env = {e["name"]: e["value"] for e in pod(objs)["containers"][0]["env"]}
-    assert env["AWS_REGION"] == "eu-west-1"
+    assert option(arguments, "--s3-region") == "eu-west-1"
     assert {volume["name"] for volume in pod(objs)["volumes"]} == {"tmp"}
     assert find(objs, "PersistentVolumeClaim", f"{BULK}-output") is None
 
