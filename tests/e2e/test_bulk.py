@@ -122,6 +122,30 @@ def delete_quietly(delete: Any, *args: Any, **kwargs: Any) -> None:
             raise
 
 
+def remove_bulk_objects() -> None:
+    """Deletes what the test creates (also what an interrupted earlier run left), the claim last."""
+    core, batch = client.CoreV1Api(), client.BatchV1Api()
+    delete_quietly(batch.delete_namespaced_job, BULK, NAMESPACE, propagation_policy="Foreground")
+    delete_quietly(core.delete_namespaced_config_map, INPUT, NAMESPACE)
+    delete_quietly(client.NetworkingV1Api().delete_namespaced_network_policy, BULK, NAMESPACE)
+    delete_quietly(core.delete_namespaced_service_account, BULK, NAMESPACE)
+    selector = f"batch.kubernetes.io/job-name={BULK}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+        core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        or batch.list_namespaced_job(NAMESPACE, field_selector=f"metadata.name={BULK}").items
+    ):
+        time.sleep(2)
+    delete_quietly(core.delete_namespaced_persistent_volume_claim, OUTPUT_CLAIM, NAMESPACE)
+    while (
+        time.monotonic() < deadline
+        and core.list_namespaced_persistent_volume_claim(
+            NAMESPACE, field_selector=f"metadata.name={OUTPUT_CLAIM}"
+        ).items
+    ):
+        time.sleep(2)
+
+
 @pytest.fixture(scope="module")
 def finished_job(golden_dir: Path) -> Iterator[dict[str, Any]]:
     core, batch = client.CoreV1Api(), client.BatchV1Api()
@@ -139,6 +163,7 @@ def finished_job(golden_dir: Path) -> Iterator[dict[str, Any]]:
         path.name: base64.b64encode(path.read_bytes()).decode() for path in sorted(golden_dir.glob("*.jpg"))
     }
     objects = bulk_objects()
+    remove_bulk_objects()
     try:
         # Created, not applied: `kubectl apply` would store a second copy in an annotation, over 1 MiB.
         core.create_namespaced_config_map(
@@ -193,19 +218,7 @@ def finished_job(golden_dir: Path) -> Iterator[dict[str, Any]]:
         }
         yield {"files": files, "logs": logs, "images": sorted(images)}
     finally:
-        delete_quietly(batch.delete_namespaced_job, BULK, NAMESPACE, propagation_policy="Foreground")
-        delete_quietly(core.delete_namespaced_config_map, INPUT, NAMESPACE)
-        delete_quietly(client.NetworkingV1Api().delete_namespaced_network_policy, BULK, NAMESPACE)
-        delete_quietly(core.delete_namespaced_service_account, BULK, NAMESPACE)
-        deadline = time.monotonic() + 120
-        while (
-            time.monotonic() < deadline
-            and core.list_namespaced_pod(
-                NAMESPACE, label_selector=f"batch.kubernetes.io/job-name={BULK}"
-            ).items
-        ):
-            time.sleep(2)
-        delete_quietly(core.delete_namespaced_persistent_volume_claim, OUTPUT_CLAIM, NAMESPACE)
+        remove_bulk_objects()
 
 
 def test_every_golden_image_gets_its_own_label_in_the_merged_predictions(
