@@ -30,7 +30,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from gateway import __version__, contract, fetch, metrics, preprocess, schemas
+from gateway import __version__, contract, demo, fetch, metrics, preprocess, schemas
 from gateway.errors import (
     BadRequest,
     GatewayError,
@@ -497,6 +497,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_middleware(RequestContextMiddleware, settings=settings)
+    app.include_router(demo.router)
 
     @app.post(
         "/predict", response_model=schemas.PredictResponse, responses=_ERRORS, openapi_extra=_PREDICT_BODY

@@ -96,6 +96,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also serve TF Serving's REST model status and metrics path on this port (8501 in the image; "
         "default: off)",
     )
+    parser.add_argument(
+        "--max-connection-age-ms",
+        type=_non_negative,
+        default=0,
+        help="close each client connection after this long, like TF Serving's grpc.max_connection_age_ms "
+        "(the image sets serving/entrypoint.sh's 60000; default: never)",
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip assets.extra warmup requests")
     parser.add_argument(
         "--load-delay-s",
@@ -176,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             options=options,
             max_message_bytes=max_bytes,
             rest_port=args.rest_port,
+            max_connection_age_ms=args.max_connection_age_ms,
         )
     except (OSError, RuntimeError) as error:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, error)

@@ -514,6 +514,7 @@ class StandIn:
         max_message_bytes: int = TF_SERVING_MAX_MESSAGE_BYTES,
         workers: int = 16,
         rest_port: int | None = None,
+        max_connection_age_ms: int = 0,
     ) -> None:
         self.model = model
         self.host = host
@@ -527,6 +528,13 @@ class StandIn:
             # silently share it; a stand-in must fail instead.
             ("grpc.so_reuseport", 0),
         ]
+        if max_connection_age_ms:
+            # As serving/entrypoint.sh configures TF Serving: clients reconnect (and re-resolve a headless
+            # Service) about once per age, with 15 s for calls in flight.
+            server_options += [
+                ("grpc.max_connection_age_ms", max_connection_age_ms),
+                ("grpc.max_connection_age_grace_ms", 15000),
+            ]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=server_options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(model, self._options, self._stopping, self._available), self._server
