@@ -8,7 +8,8 @@
   `{}` because frictionless checks the Data Package rules itself, natively, whatever the profile says; and
   the GeoJSON schema for `spatial`, answered with the GeoJSON schema that frictionless ships
   (frictionless/assets/profiles/geojson.json). Any other URL fails the validation: nothing goes online.
-- MegaDetector batch output: MegaDetector's own `validate_batch_results` (package megadetector-utils).
+- MegaDetector batch output: MegaDetector's own `validate_batch_results` (package megadetector-utils), run in
+  a subprocess.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,15 +92,31 @@ def camtrap_errors(package_dir: Path, schemas: Path) -> list[str]:
     return errors
 
 
-def megadetector_results(path: Path) -> dict[str, Any]:
-    from megadetector.postprocessing.validate_batch_results import (
-        ValidateBatchResultsOptions,
-        validate_batch_results,
-    )
+_MEGADETECTOR_VALIDATE = """
+import json, sys
+from megadetector.postprocessing.validate_batch_results import (
+    ValidateBatchResultsOptions, validate_batch_results,
+)
+options = ValidateBatchResultsOptions()
+options.raise_errors = False
+results = validate_batch_results(sys.argv[1], options)["validation_results"]
+print(json.dumps({"errors": results["errors"], "warnings": results["warnings"]}))
+"""
 
-    options = ValidateBatchResultsOptions()
-    options.raise_errors = False
-    results: dict[str, Any] = validate_batch_results(str(path), options)["validation_results"]
+
+def megadetector_results(path: Path) -> dict[str, Any]:
+    """MegaDetector's own validator, in a subprocess: importing it sets Pillow's LOAD_TRUNCATED_IMAGES for
+    the whole process (megadetector.visualization), which must not leak into other tests."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEGADETECTOR_VALIDATE, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"MegaDetector's validator failed to run: {done.stderr[-2000:]}")
+    results: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return results
 
 
