@@ -45,7 +45,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def port_forward(target: str, remote_port: int, timeout: float = 60) -> Iterator[str]:
+def port_forward(
+    target: str, remote_port: int, timeout: float = 60, namespace: str = NAMESPACE
+) -> Iterator[str]:
     """`kubectl port-forward TARGET <free port>:REMOTE_PORT` on 127.0.0.1; yields "http://127.0.0.1:<port>"."""
     port = free_port()
     log = Path(REPO / "build" / "e2e")
@@ -57,7 +59,7 @@ def port_forward(target: str, remote_port: int, timeout: float = 60) -> Iterator
             "--context",
             CONTEXT,
             "--namespace",
-            NAMESPACE,
+            namespace,
             "port-forward",
             "--address",
             "127.0.0.1",
