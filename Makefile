@@ -11,14 +11,23 @@ PYTHON ?= python3
 ## Python environments
 # .venv: model tooling, the TF Serving stand-in and the tests (TensorFlow CPU runtime included).
 # .venv-gateway: exactly what the gateway image installs; no TensorFlow runtime.
+# .venv-s3: the S3-compatible test server (moto's server mode) for the bulk tests; botocore's pins conflict
+# with the kubernetes client's, so it cannot share .venv.
 VENV := $(ROOT)/.venv
 GW_VENV := $(ROOT)/.venv-gateway
+S3_VENV := $(ROOT)/.venv-s3
 VENV_PY := $(VENV)/bin/python
 GW_PY := $(GW_VENV)/bin/python
+S3_PY := $(S3_VENV)/bin/python
 # tensorflow-serving-api declares a dependency on the full `tensorflow` package; both environments install it
 # with --no-deps and pin its real dependencies (grpcio, protobuf) themselves.
 TF_SERVING_API_VERSION := 2.21.0
 TF_VERSION := 2.21.0
+# MegaDetector's batch-output validator, for the bulk tests; --no-deps (see tests/requirements.txt).
+MEGADETECTOR_UTILS_VERSION := 10.0.28
+# botocore service models the gateway image keeps (S3 and the credential providers' services); the rest are
+# deleted, as in gateway/Dockerfile (a test keeps the two lists equal).
+BOTOCORE_SERVICES := s3 sts sso sso-oidc
 
 ## Pinned tools, installed into bin/ (git-ignored)
 LOCALBIN := $(ROOT)/bin
@@ -54,19 +63,20 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: venv
-venv: $(VENV)/.installed $(GW_VENV)/.installed ## Create both Python environments (.venv and .venv-gateway) with pinned packages.
+venv: $(VENV)/.installed $(GW_VENV)/.installed $(S3_VENV)/.installed ## Create the Python environments (.venv, .venv-gateway, .venv-s3) with pinned packages.
 
 $(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt serving/standin/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check \
 		-r serving/standin/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
-		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
+		tensorflow-serving-api==$(TF_SERVING_API_VERSION) megadetector-utils==$(MEGADETECTOR_UTILS_VERSION)
 	touch $@
 
-$(GW_VENV)/.installed: gateway/requirements.txt gateway/vendor_tf_protos.py
+$(GW_VENV)/.installed: gateway/requirements.txt gateway/requirements-bulk.txt gateway/vendor_tf_protos.py
 	$(PYTHON) -m venv $(GW_VENV)
-	$(GW_PY) -m pip install --quiet --disable-pip-version-check -r gateway/requirements.txt
+	$(GW_PY) -m pip install --quiet --disable-pip-version-check -r gateway/requirements.txt \
+		-r gateway/requirements-bulk.txt
 	$(GW_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
 		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
 	$(GW_PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
@@ -75,6 +85,14 @@ $(GW_VENV)/.installed: gateway/requirements.txt gateway/vendor_tf_protos.py
 		--dest $$($(GW_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 	# As in gateway/Dockerfile: numpy's own test suite is never imported by the gateway.
 	find $(GW_VENV)/lib -path '*/numpy/*' -type d -name tests -prune -exec rm -rf {} +
+	# As in gateway/Dockerfile: botocore's models of the ~440 AWS services the bulk Job never calls.
+	find $$($(GW_PY) -c 'import botocore, os; print(os.path.dirname(botocore.__file__))')/data -mindepth 1 \
+		-maxdepth 1 -type d $(foreach service,$(BOTOCORE_SERVICES),! -name $(service)) -exec rm -rf {} +
+	touch $@
+
+$(S3_VENV)/.installed: tests/s3-requirements.txt
+	$(PYTHON) -m venv $(S3_VENV)
+	$(S3_PY) -m pip install --quiet --disable-pip-version-check -r tests/s3-requirements.txt
 	touch $@
 
 .PHONY: model
@@ -117,13 +135,15 @@ browser: ## Install Debian's chromium and chromium-driver for the demo page's br
 	fi
 
 .PHONY: bench
-bench: venv model ## Benchmark the gateway against the stand-in; prints a table, writes build/bench/*.json.
+bench: venv model ## Benchmark the gateway and the bulk path against the stand-in; prints tables, writes build/bench/*.json.
 	$(VENV_PY) -m tests.bench.gateway --gateway-python $(GW_PY) --model-base-path $(BUILD)/models/species_model \
+		--out $(BUILD)/bench
+	$(VENV_PY) -m tests.bench.bulk --gateway-python $(GW_PY) --model-base-path $(BUILD)/models/species_model \
 		--out $(BUILD)/bench
 
 .PHONY: clean
 clean: ## Remove build outputs and virtualenvs (pinned tools in bin/ are kept).
-	rm -rf $(BUILD) $(VENV) $(GW_VENV)
+	rm -rf $(BUILD) $(VENV) $(GW_VENV) $(S3_VENV)
 
 ##@ Tools
 
