@@ -11,23 +11,37 @@ PYTHON ?= python3
 ## Python environments
 # .venv: model tooling, the TF Serving stand-in and the tests (TensorFlow CPU runtime included).
 # .venv-gateway: exactly what the gateway image installs; no TensorFlow runtime.
+# .venv-s3: the S3-compatible test server (moto's server mode) for the bulk tests; botocore's pins conflict
+# with the kubernetes client's, so it cannot share .venv.
 VENV := $(ROOT)/.venv
 GW_VENV := $(ROOT)/.venv-gateway
+S3_VENV := $(ROOT)/.venv-s3
 VENV_PY := $(VENV)/bin/python
 GW_PY := $(GW_VENV)/bin/python
+S3_PY := $(S3_VENV)/bin/python
 # tensorflow-serving-api declares a dependency on the full `tensorflow` package; both environments install it
 # with --no-deps and pin its real dependencies (grpcio, protobuf) themselves.
 TF_SERVING_API_VERSION := 2.21.0
 TF_VERSION := 2.21.0
+# MegaDetector's batch-output validator, for the bulk tests; --no-deps (see tests/requirements.txt).
+MEGADETECTOR_UTILS_VERSION := 10.0.28
+# botocore service models the gateway image keeps (S3 and the credential providers' services); the rest are
+# deleted, as in gateway/Dockerfile (a test keeps the two lists equal).
+BOTOCORE_SERVICES := s3 sts sso sso-oidc
 
 ## Pinned tools, installed into bin/ (git-ignored)
 LOCALBIN := $(ROOT)/bin
 HELM_VERSION := v4.3.1
 KIND_VERSION := v0.33.0
 KUSTOMIZE_VERSION := v5.8.0
+# Prometheus 3.x is published on the Go module proxy as v0.3XX.Y: v0.316.0 is Prometheus 3.16.0.
+PROMETHEUS_VERSION := v0.316.0
+PROMETHEUS_RELEASE := $(shell echo $(PROMETHEUS_VERSION) | awk -F. '{ printf "%d.%d.%s", substr($$2, 1, 1), substr($$2, 2), $$3 }')
 HELM := $(LOCALBIN)/helm
 KIND := $(LOCALBIN)/kind
 KUSTOMIZE := $(LOCALBIN)/kustomize
+PROMETHEUS := $(LOCALBIN)/prometheus
+PROMTOOL := $(LOCALBIN)/promtool
 export PATH := $(LOCALBIN):$(PATH)
 
 ## Build outputs (git-ignored)
@@ -49,19 +63,20 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: venv
-venv: $(VENV)/.installed $(GW_VENV)/.installed ## Create both Python environments (.venv and .venv-gateway) with pinned packages.
+venv: $(VENV)/.installed $(GW_VENV)/.installed $(S3_VENV)/.installed ## Create the Python environments (.venv, .venv-gateway, .venv-s3) with pinned packages.
 
-$(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt
+$(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt serving/standin/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check \
-		-r model/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
+		-r serving/standin/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
-		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
+		tensorflow-serving-api==$(TF_SERVING_API_VERSION) megadetector-utils==$(MEGADETECTOR_UTILS_VERSION)
 	touch $@
 
-$(GW_VENV)/.installed: gateway/requirements.txt hack/vendor_tf_protos.py
+$(GW_VENV)/.installed: gateway/requirements.txt gateway/requirements-bulk.txt hack/vendor_tf_protos.py
 	$(PYTHON) -m venv $(GW_VENV)
-	$(GW_PY) -m pip install --quiet --disable-pip-version-check -r gateway/requirements.txt
+	$(GW_PY) -m pip install --quiet --disable-pip-version-check -r gateway/requirements.txt \
+		-r gateway/requirements-bulk.txt
 	$(GW_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
 		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
 	$(GW_PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
@@ -70,6 +85,14 @@ $(GW_VENV)/.installed: gateway/requirements.txt hack/vendor_tf_protos.py
 		--dest $$($(GW_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 	# As in gateway/Dockerfile: numpy's own test suite is never imported by the gateway.
 	find $(GW_VENV)/lib -path '*/numpy/*' -type d -name tests -prune -exec rm -rf {} +
+	# As in gateway/Dockerfile: botocore's models of the ~440 AWS services the bulk Job never calls.
+	find $$($(GW_PY) -c 'import botocore, os; print(os.path.dirname(botocore.__file__))')/data -mindepth 1 \
+		-maxdepth 1 -type d $(foreach service,$(BOTOCORE_SERVICES),! -name $(service)) -exec rm -rf {} +
+	touch $@
+
+$(S3_VENV)/.installed: tests/s3-requirements.txt
+	$(PYTHON) -m venv $(S3_VENV)
+	$(S3_PY) -m pip install --quiet --disable-pip-version-check -r tests/s3-requirements.txt
 	touch $@
 
 .PHONY: model
@@ -83,28 +106,49 @@ local: venv model ## Run the stand-in on 127.0.0.1:8500 and the gateway on 127.0
 	VENV=$(VENV) GW_VENV=$(GW_VENV) MODEL_BASE_PATH=$(BUILD)/models/species_model hack/local.sh
 
 .PHONY: lint
-lint: $(VENV)/.installed ## Run ruff and mypy.
+lint: $(VENV)/.installed ## Run ruff and mypy; go vet on the project's Go code.
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd hack/offline/capwrap && go vet ./...
 
 .PHONY: test
-test: venv model tools $(SIM_TEST_DEPS) lint ## Run every test this machine can run; the rest are reported as skipped, with the reason.
+# Level 5 (tests/e2e) needs a Docker engine: `docker-up --if-possible` starts one where it can (root on
+# Debian) and otherwise says why; the e2e fixtures then create the kind cluster and remove it at the end.
+test: venv model tools browser $(KIND) $(SIM_TEST_DEPS) lint ## Run every test this machine can run (levels 1-5); the rest are reported as skipped, with the reason.
+	cd hack/offline/capwrap && go test ./...
+	hack/docker-up.sh --if-possible
 	$(VENV_PY) -m pytest
 
+# The demo page's browser test drives Debian's chromium through chromium-driver: no browser download.
+BROWSER_PACKAGES := chromium chromium-driver fonts-dejavu-core
+
+.PHONY: browser
+browser: ## Install Debian's chromium and chromium-driver for the demo page's browser test (apt-get, as root).
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $(BROWSER_PACKAGES) with apt-get" >&2; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(BROWSER_PACKAGES); \
+	else \
+		echo "chromium or chromedriver missing and not root with apt-get: the browser test will be skipped" >&2; \
+	fi
+
 .PHONY: bench
-bench: venv model ## Benchmark the gateway against the stand-in; prints a table, writes build/bench/*.json.
+bench: venv model ## Benchmark the gateway and the bulk path against the stand-in; prints tables, writes build/bench/*.json.
 	$(VENV_PY) -m tests.bench.gateway --gateway-python $(GW_PY) --model-base-path $(BUILD)/models/species_model \
+		--out $(BUILD)/bench
+	$(VENV_PY) -m tests.bench.bulk --gateway-python $(GW_PY) --model-base-path $(BUILD)/models/species_model \
 		--out $(BUILD)/bench
 
 .PHONY: clean
 clean: ## Remove build outputs and virtualenvs (pinned tools in bin/ are kept).
-	rm -rf $(BUILD) $(VENV) $(GW_VENV)
+	rm -rf $(BUILD) $(VENV) $(GW_VENV) $(S3_VENV)
 
 ##@ Tools
 
 .PHONY: tools
-tools: $(HELM) $(KUSTOMIZE) ## Install pinned CLI tools (helm, kustomize) into bin/.
+tools: $(HELM) $(KUSTOMIZE) $(PROMETHEUS) $(PROMTOOL) ## Install pinned CLI tools (helm, kustomize, prometheus, promtool) into bin/.
 
 $(HELM): $(LOCALBIN)/helm-$(HELM_VERSION)
 	ln -sf helm-$(HELM_VERSION) $@
@@ -116,18 +160,45 @@ $(KUSTOMIZE): $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION):
 	$(call go-install-tool,kustomize,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
 
+# The real Prometheus server and promtool, for the alert-rule and dashboard tests. `remove_all_sd` leaves out
+# every service discovery but file and HTTP (the tests use static targets), and the web UI's assets are not
+# embedded (no `builtinassets`): the HTTP API is whole. -X stamps the release into `--version`.
+PROMETHEUS_FLAGS := -tags remove_all_sd -trimpath \
+	-ldflags "-s -w -X github.com/prometheus/common/version.Version=$(PROMETHEUS_RELEASE)"
+
+$(PROMETHEUS): $(LOCALBIN)/prometheus-$(PROMETHEUS_VERSION)
+	ln -sf prometheus-$(PROMETHEUS_VERSION) $@
+$(LOCALBIN)/prometheus-$(PROMETHEUS_VERSION):
+	$(call go-install-tool,prometheus,github.com/prometheus/prometheus/cmd/prometheus,$(PROMETHEUS_VERSION),$(PROMETHEUS_FLAGS))
+
+$(PROMTOOL): $(LOCALBIN)/promtool-$(PROMETHEUS_VERSION)
+	ln -sf promtool-$(PROMETHEUS_VERSION) $@
+$(LOCALBIN)/promtool-$(PROMETHEUS_VERSION):
+	$(call go-install-tool,promtool,github.com/prometheus/prometheus/cmd/promtool,$(PROMETHEUS_VERSION),$(PROMETHEUS_FLAGS))
+
 $(KIND): $(LOCALBIN)/kind-$(KIND_VERSION)
 	ln -sf kind-$(KIND_VERSION) $@
 $(LOCALBIN)/kind-$(KIND_VERSION):
 	$(call go-install-tool,kind,sigs.k8s.io/kind,$(KIND_VERSION))
 
-# go-install-tool builds $(2)@$(3) with `go install` and stores it as bin/$(1)-$(3), so a version bump
-# in this file is a rebuild and two versions never mix.
+# go-install-tool builds $(2)@$(3) with `go install` (extra build flags in $(4)) and stores it as
+# bin/$(1)-$(3), so a version bump in this file is a rebuild and two versions never mix. Go's build and module
+# caches live outside the clone, so a fresh clone on a warm machine only relinks.
 define go-install-tool
 @command -v go >/dev/null || { echo "go is required to build $(1) $(3): install Go 1.22+ and retry" >&2; exit 1; }
 mkdir -p $(LOCALBIN)
-tmp=$$(mktemp -d) && GOBIN=$$tmp CGO_ENABLED=0 go install $(2)@$(3) && mv $$tmp/$(1) $(LOCALBIN)/$(1)-$(3) && rm -rf $$tmp
+tmp=$$(mktemp -d) && GOBIN=$$tmp CGO_ENABLED=0 nice go install $(4) $(2)@$(3) && mv $$tmp/$(1) $(LOCALBIN)/$(1)-$(3) && rm -rf $$tmp
 endef
+
+##@ Docker engine
+
+.PHONY: docker-up
+docker-up: ## Start a Docker engine when none answers (root on Debian: installs docker.io; data under ~/.cache).
+	hack/docker-up.sh
+
+.PHONY: docker-down
+docker-down: ## Stop the Docker engine that docker-up started, and only that one.
+	hack/docker-down.sh
 
 ##@ Kind (local cluster)
 

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import __version__, fetch, preprocess
+from gateway import __version__, demo, fetch, preprocess
 from gateway.admission import BATCH_PATH, PREDICTION_PATHS, AdmissionMiddleware
 from gateway.budget import ByteBudget
 from gateway.context import RequestContextMiddleware
@@ -88,7 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The gateway app; `settings` defaults to the environment's (pydantic-settings)."""
     settings = settings or Settings()
     docs = settings.docs_enabled
-    routes = [*router.routes, *(metrics_router.routes if settings.metrics_on_main_port else [])]
+    routes = [
+        *router.routes,
+        *demo.router.routes,
+        *(metrics_router.routes if settings.metrics_on_main_port else []),
+    ]
     app = FastAPI(
         # The routers' routes as the app's own (include_router would nest them), so `app.routes` lists
         # every path the gateway serves.

@@ -131,9 +131,11 @@ kubectl label namespace "$NAMESPACE" --overwrite \
   pod-security.kubernetes.io/warn=restricted \
   elbv2.k8s.aws/pod-readiness-gate-inject=enabled >/dev/null
 
+# helm test classifies three golden images: a release (one Secret) holds at most 1 MiB and carries each image
+# twice (values and the hook's ConfigMap). All eight go through the load balancer below.
 golden_args=()
-for image in build/golden/*.jpg; do
-  label="$(basename "$image" .jpg)"
+for label in leopard bird blank; do
+  image="build/golden/$label.jpg"
   base64 <"$image" | tr -d '\n' >"$WORK/golden/$label.b64"
   golden_args+=(--set-file "tests.predict.goldenImages.$label=$WORK/golden/$label.b64")
 done

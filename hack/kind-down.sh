@@ -1,21 +1,14 @@
 #!/usr/bin/env bash
 # `make kind-down`: delete the kind cluster that `make kind-up` made. Idempotent: no cluster, nothing to do.
-# The locally built images stay in Docker (`docker image rm species-classifier/{gateway,serving}:0.1.0`).
+# The images stay in Docker (the node image and bases are keyed and reused by the next `make kind-up`).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CLUSTER=species-classifier
 KIND=${KIND:-$ROOT/bin/kind}
 
-log() { printf 'kind-down: %s\n' "$*" >&2; }
-die() {
-    printf 'kind-down: error: %s\n' "$*" >&2
-    exit 1
-}
-
-command -v docker >/dev/null 2>&1 || die "docker is not installed, so there is no kind cluster to delete here"
-docker info >/dev/null 2>&1 ||
-    die "the Docker daemon does not answer ('docker info' failed): start Docker to let kind find its cluster"
+need docker "install Docker: without it there is no kind cluster to delete"
+docker_answers || die "the Docker engine does not answer ('docker info' failed): start it so kind can find its cluster"
 if [[ ! -x $KIND ]]; then
     KIND=$(command -v kind) || die "kind not found: run 'make kind-down' (builds bin/kind) or set KIND=/path/to/kind"
 fi

@@ -1,82 +1,167 @@
 #!/usr/bin/env bash
-# Local end-to-end path (`make kind-up`): kind cluster from kind-config.yaml, both images built and loaded,
-# k8s/overlays/kind applied, rollout awaited, every golden image sent through a port-forward and its label
-# checked. Idempotent: an existing cluster is reused and its pods are rolled onto the images just built.
+# `make kind-up`: the local end-to-end path. A kind cluster from kind-config.yaml, both images built and
+# loaded into its nodes, k8s/overlays/kind applied, the rollouts awaited, and every golden image sent through
+# a port-forward and through the NodePort (http://localhost:8080), its label checked. Idempotent: an existing
+# cluster is reused and its pods are rolled onto the images just built.
 #
-# Needs: docker (with a running daemon), kind (bin/kind v0.33.0, built by `make kind-up`), kubectl,
-# .venv-gateway (`make venv`) and the demo model + golden images (`make model`).
+# The pinned images come first: the kind node image in kind-config.yaml, the Python base in
+# gateway/Dockerfile and tensorflow/serving in serving/Dockerfile. Where one is neither present nor pullable
+# (no registry reachable, as on the project's own machines), it says so in one line and uses a substitute
+# built here (hack/offline): a kind node image built from Debian packages and the Go module proxy, a Python
+# base from Debian's python3.11, and the TF Serving stand-in's image in place of TF Serving's.
+#
+# Environment:
+#   KIND_PULL=try|never   try pulling the pinned images (default try); never: go straight to the substitutes
+#                         (the tests do, so they contact no registry)
+#   FORWARD_PORT          local port of the port-forward (default 9696)
+#   ROLLOUT_TIMEOUT       per Deployment (default 600s)
+#   KIND, GW_PY, VENV_PY  kind binary, .venv-gateway's and .venv's Python (defaults: the ones make builds)
 set -euo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 CLUSTER=species-classifier
 CONTEXT=kind-$CLUSTER
 NAMESPACE=species-classifier
-# The tag k8s/overlays/kind pins (the chart's appVersion); a different tag would not be what the pods run.
-TAG=0.1.0
-IMAGES=("species-classifier/gateway:$TAG" "species-classifier/serving:$TAG")
 DEPLOYMENTS=(species-classifier-serving species-classifier-gateway)
 KIND=${KIND:-$ROOT/bin/kind}
 GW_PY=${GW_PY:-$ROOT/.venv-gateway/bin/python}
+VENV_PY=${VENV_PY:-$ROOT/.venv/bin/python}
+KIND_PULL=${KIND_PULL:-try}
 FORWARD_PORT=${FORWARD_PORT:-9696}
 NODE_PORT_URL=http://localhost:8080
 # TF Serving's startup probe allows 10 minutes for a model load; the demo model loads in seconds.
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-600s}
+WORK=$ROOT/build/kind
+# The image tag k8s/overlays/kind pins: the chart's appVersion.
+VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/species-classifier/Chart.yaml)
 
-log() { printf 'kind-up: %s\n' "$*" >&2; }
-die() {
-    printf 'kind-up: error: %s\n' "$*" >&2
-    exit 1
-}
-
-# --- prerequisites: fail fast, saying what to install ----------------------------------------------------
-command -v docker >/dev/null 2>&1 ||
-    die "docker is not installed. Install Docker Engine or Docker Desktop: https://docs.docker.com/get-docker/"
-docker info >/dev/null 2>&1 ||
-    die "the Docker daemon does not answer ('docker info' failed). Start Docker and check that this user may use it."
+# --- prerequisites: fail fast, saying what to install --------------------------------------------------------
+need docker "install Docker Engine (https://docs.docker.com/engine/install/), or run 'make docker-up' as root on Debian"
+docker_answers || die "the Docker engine does not answer ('docker info' failed): start it, or run 'make docker-up'"
 if [[ ! -x $KIND ]]; then
-    KIND=$(command -v kind) || die "kind not found: run 'make kind-up' (builds bin/kind v0.33.0) or set KIND=/path/to/kind"
+    KIND=$(command -v kind) || die "kind not found: run 'make kind-up' (builds bin/kind) or set KIND=/path/to/kind"
 fi
-command -v kubectl >/dev/null 2>&1 ||
-    die "kubectl is not installed: https://kubernetes.io/docs/tasks/tools/"
-[[ -x $GW_PY ]] || die "$GW_PY is missing: run 'make venv'"
+need kubectl "install kubectl (https://kubernetes.io/docs/tasks/tools/)"
+[[ -x $GW_PY && -x $VENV_PY ]] || die "the virtualenvs are missing: run 'make venv'"
 [[ -f build/models/species_model/1/saved_model.pb ]] || die "no demo model in build/models: run 'make model'"
 shopt -s nullglob
 GOLDEN=(build/golden/*.jpg)
 shopt -u nullglob
 ((${#GOLDEN[@]} > 0)) || die "no golden images in build/golden: run 'make model'"
 log "using $("$KIND" version), $(kubectl version --client 2>/dev/null | head -n1)"
+mkdir -p "$WORK"
 
 kc() { kubectl --context "$CONTEXT" --namespace "$NAMESPACE" "$@"; }
 
-# --- cluster ----------------------------------------------------------------------------------------------
+# available IMAGE: present in the engine, or pulled now (unless KIND_PULL=never).
+available() {
+    docker image inspect "$1" >/dev/null 2>&1 && return 0
+    [[ $KIND_PULL == never ]] && return 1
+    docker pull -q "$1" >/dev/null 2>&1
+}
+
+# The build machine's docker CLI may lack buildx; the legacy builder reads the repository's .dockerignore.
+if docker buildx version >/dev/null 2>&1; then
+    export DOCKER_BUILDKIT=1
+else
+    export DOCKER_BUILDKIT=0
+fi
+
+# --- cluster ---------------------------------------------------------------------------------------------------
 if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
     log "reusing kind cluster '$CLUSTER'"
 else
-    log "creating kind cluster '$CLUSTER' from kind-config.yaml"
-    "$KIND" create cluster --config kind-config.yaml --wait 180s
+    config=kind-config.yaml
+    pinned_node=$(sed -n 's/^ *image: *//p' kind-config.yaml | head -n 1)
+    if ! available "$pinned_node"; then
+        log "cannot pull ${pinned_node%@*}: building a kind node image here instead (hack/offline)"
+        node_image=$(hack/offline/build-images.sh node)
+        # The same cluster with only the node image changed, and the kubelet told what the local image
+        # needs: the cgroupfs driver (its containerd uses it; the systemd driver cannot make its slices in a
+        # node on a cgroup v1 host) and no refusal of cgroup v1 (kubelet 1.35+ refuses it by default).
+        config=$WORK/kind-config.yaml
+        "$VENV_PY" - "$node_image" kind-config.yaml "$config" <<'PY'
+import sys
+
+import yaml
+
+image, source, target = sys.argv[1:]
+with open(source, encoding="utf-8") as f:
+    config = yaml.safe_load(f)
+for node in config["nodes"]:
+    node["image"] = image
+config.setdefault("kubeadmConfigPatches", []).append(
+    "kind: KubeletConfiguration\ncgroupDriver: cgroupfs\nfailCgroupV1: false\n"
+)
+with open(target, "w", encoding="utf-8") as f:
+    f.write("# Generated by hack/kind-up.sh from kind-config.yaml: the locally built node image and the\n")
+    f.write("# kubelet settings it needs; everything else as in kind-config.yaml.\n")
+    yaml.safe_dump(config, f, sort_keys=False)
+PY
+    fi
+    log "creating kind cluster '$CLUSTER' from $config"
+    "$KIND" create cluster --config "$config" --wait 240s
 fi
 # Makes kind-species-classifier the current context, as the e2e tests expect.
 "$KIND" export kubeconfig --name "$CLUSTER"
 
-# --- images -----------------------------------------------------------------------------------------------
-# BuildKit reads serving/Dockerfile.dockerignore, which keeps the build context small.
-export DOCKER_BUILDKIT=1
-log "building ${IMAGES[0]}"
-docker build -f gateway/Dockerfile -t "${IMAGES[0]}" .
-log "building ${IMAGES[1]}"
-docker build -f serving/Dockerfile -t "${IMAGES[1]}" .
-log "loading images into the kind nodes"
-"$KIND" load docker-image --name "$CLUSTER" "${IMAGES[@]}"
+# --- images ----------------------------------------------------------------------------------------------------
+python_image=$(sed -n 's/^ARG PYTHON_IMAGE=//p' gateway/Dockerfile)
+if ! available "$python_image"; then
+    log "cannot pull $python_image: using Debian's python3.11 as the Python base (hack/offline)"
+    python_image=$(hack/offline/build-images.sh python)
+fi
+gateway_image=species-classifier/gateway:$VERSION
+log "building $gateway_image (Python base $python_image)"
+docker build -q -f gateway/Dockerfile --build-arg "PYTHON_IMAGE=$python_image" -t "$gateway_image" . >/dev/null
 
-# --- apply and wait ---------------------------------------------------------------------------------------
+overlay=k8s/overlays/kind
+serving_base=$(sed -n 's/^FROM //p' serving/Dockerfile | head -n 1)
+if available "$serving_base"; then
+    serving_image=species-classifier/serving:$VERSION
+    log "building $serving_image (on $serving_base)"
+    docker build -q -f serving/Dockerfile -t "$serving_image" . >/dev/null
+else
+    # tensorflow/serving ships only as an image; without a registry, the stand-in (serving/standin) serves
+    # the same model over the same gRPC API, in an image of the same shape.
+    log "cannot pull $serving_base: the serving Deployment runs the TF Serving stand-in's image instead"
+    serving_image=species-classifier/serving-standin:$VERSION
+    log "building $serving_image (Python base $python_image)"
+    docker build -q -f serving/standin/Dockerfile --build-arg "PYTHON_IMAGE=$python_image" \
+        -t "$serving_image" . >/dev/null
+    overlay=$WORK/overlay
+    mkdir -p "$overlay"
+    cat >"$overlay/kustomization.yaml" <<EOF
+# Generated by hack/kind-up.sh: k8s/overlays/kind with the TF Serving stand-in's image in place of TF
+# Serving's, which cannot be pulled on this machine. Nothing else differs.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../../../k8s/overlays/kind
+images:
+  - name: docker.io/species-classifier/serving
+    newName: docker.io/species-classifier/serving-standin
+EOF
+fi
+
+# Pods run on the workers (the control plane is tainted); a one-node cluster runs them on its only node.
+mapfile -t nodes < <(kubectl --context "$CONTEXT" get nodes -l '!node-role.kubernetes.io/control-plane' \
+    -o 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}')
+((${#nodes[@]} > 0)) || mapfile -t nodes < <("$KIND" get nodes --name "$CLUSTER")
+log "loading $gateway_image and $serving_image into ${nodes[*]}"
+"$KIND" load docker-image --name "$CLUSTER" --nodes "$(
+    IFS=,
+    echo "${nodes[*]}"
+)" "$gateway_image" "$serving_image"
+
+# --- apply and wait --------------------------------------------------------------------------------------------
 existed=false
 if kc get deployment "${DEPLOYMENTS[0]}" >/dev/null 2>&1; then
     existed=true
 fi
-log "applying k8s/overlays/kind"
-kubectl --context "$CONTEXT" apply -k k8s/overlays/kind
+log "applying $overlay"
+kubectl --context "$CONTEXT" apply -k "$overlay"
 if $existed; then
     # Same tag, new image content: the Deployment spec did not change, so roll the pods explicitly.
     log "restarting the Deployments so they run the images just loaded"
@@ -99,10 +184,10 @@ for d in "${DEPLOYMENTS[@]}"; do
     }
 done
 
-# --- port-forward and golden images -----------------------------------------------------------------------
+# --- port-forward and golden images ----------------------------------------------------------------------------
 forward_log=$(mktemp)
-# kubectl itself in the background (not through the kc function, which would fork a subshell): $! must be
-# kubectl's own pid for the trap to stop it.
+# kubectl itself in the background (not through kc, which would fork a subshell): $! must be kubectl's own
+# pid for the trap to stop it.
 kubectl --context "$CONTEXT" --namespace "$NAMESPACE" port-forward svc/species-classifier-gateway \
     "$FORWARD_PORT:80" >"$forward_log" 2>&1 &
 forward_pid=$!
@@ -113,44 +198,36 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ready() {
-    "$GW_PY" - "$1" <<'PY'
-import sys
-import urllib.request
-
-try:
-    with urllib.request.urlopen(sys.argv[1] + "/readyz", timeout=3) as response:
-        sys.exit(0 if response.status == 200 else 1)
-except Exception:
-    sys.exit(1)
-PY
-}
 for _ in $(seq 60); do
     if ! kill -0 "$forward_pid" 2>/dev/null; then
         cat "$forward_log" >&2
         die "kubectl port-forward exited (is localhost:$FORWARD_PORT in use, e.g. by 'make local'? set FORWARD_PORT)"
     fi
-    ready "http://localhost:$FORWARD_PORT" && break
+    http_ok "http://localhost:$FORWARD_PORT/readyz" && break
     sleep 1
 done
-ready "http://localhost:$FORWARD_PORT" || die "the gateway is not ready behind the port-forward on localhost:$FORWARD_PORT"
+wait_ready "http://localhost:$FORWARD_PORT" 5 ||
+    die "the gateway is not ready behind the port-forward on localhost:$FORWARD_PORT"
 
-failed=()
-for image in "${GOLDEN[@]}"; do
-    label=$(basename "$image" .jpg)
-    if ! "$GW_PY" -m gateway.client --endpoint "http://localhost:$FORWARD_PORT" --expect-label "$label" "$image"; then
-        failed+=("$label")
-    fi
-done
-((${#failed[@]} == 0)) || die "golden images not labelled as expected: ${failed[*]}"
-log "all ${#GOLDEN[@]} golden images labelled correctly through the port-forward"
-
-ready "$NODE_PORT_URL" ||
+check_golden() {
+    local endpoint=$1 image label failed=()
+    for image in "${GOLDEN[@]}"; do
+        label=$(basename "$image" .jpg)
+        "$GW_PY" -m gateway.client --endpoint "$endpoint" --expect-label "$label" "$image" >/dev/null ||
+            failed+=("$label")
+    done
+    ((${#failed[@]} == 0)) || die "golden images not labelled as expected through $endpoint: ${failed[*]}"
+    log "all ${#GOLDEN[@]} golden images labelled correctly through $endpoint"
+}
+check_golden "http://localhost:$FORWARD_PORT"
+wait_ready "$NODE_PORT_URL" 30 ||
     die "$NODE_PORT_URL does not answer: the cluster may predate kind-config.yaml's port mapping ('make kind-down' then 'make kind-up')"
+check_golden "$NODE_PORT_URL"
 
 cat <<EOF
 
 The classifier runs in kind cluster '$CLUSTER' (kubectl context $CONTEXT, namespace $NAMESPACE).
+TF Serving: $serving_image.
 
 Without a port-forward (NodePort 30080, published on 127.0.0.1:8080 by kind-config.yaml):
   curl -s -H 'Content-Type: image/jpeg' --data-binary @build/golden/leopard.jpg $NODE_PORT_URL/predict

@@ -85,6 +85,7 @@ Ready: gateway $base -> TF Serving stand-in $HOST:$SERVING_PORT (model from $MOD
   printf '{"image": "%s"}' "\$(base64 -w0 $golden)" | curl -s -H 'Content-Type: application/json' --data-binary @- $base/predict
   curl -s -F files=@$golden -F files=@$ROOT/build/golden/bird.jpg $base/predict/batch
   $GW_VENV/bin/python -m gateway.client $golden --endpoint $base --expect-label leopard
+  open $base/ for the demo page (drop camera-trap photos, see the labels)
   open $base/docs for the OpenAPI UI; metrics at $base/metrics
 
 Ctrl-C stops both.

@@ -26,6 +26,16 @@ $(SIM_STAMP): hack/sim/go.mod hack/sim/go.sum hack/sim/etcd/main.go hack/sim/bui
 		SIM_BUILD_JOBS=$(SIM_BUILD_JOBS) hack/sim/build-bins.sh
 	touch $@
 
+# The offline kind node's kubelet, kubeadm and kube-proxy, from the same module (hack/offline/build-images.sh).
+NODE_BINS_STAMP := $(LOCALBIN)/.node-bins-$(KUBE_VERSION)
+
+.PHONY: node-bins
+node-bins: $(NODE_BINS_STAMP) ## Build the pinned kubelet, kubeadm and kube-proxy into bin/ (for the offline kind node).
+
+$(NODE_BINS_STAMP): hack/sim/go.mod hack/sim/go.sum hack/sim/build-bins.sh
+	LOCALBIN=$(LOCALBIN) KUBE_VERSION=$(KUBE_VERSION) SIM_BUILD_JOBS=$(SIM_BUILD_JOBS) hack/sim/build-bins.sh node
+	touch $@
+
 # hack/sim/cluster.sh falls back to the versions above when run without these (as the pytest fixture does).
 SIM_ENV = SIM_DIR=$(SIM_DIR) SIM_BIN=$(LOCALBIN) KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) \
 	KWOK_VERSION=$(KWOK_VERSION)

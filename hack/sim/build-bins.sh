@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds the level-4 control plane into $LOCALBIN, each binary named with its version:
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (Kubernetes $KUBE_VERSION) and etcd
-#   ($ETCD_VERSION) from the Go module in hack/sim; kwok and kwokctl ($KWOK_VERSION) with `go install`.
+# Builds Kubernetes binaries into $LOCALBIN, each named with its version:
+#   build-bins.sh        the level-4 control plane: kube-apiserver, kube-controller-manager, kube-scheduler,
+#                        kubectl (Kubernetes $KUBE_VERSION) and etcd ($ETCD_VERSION) from the Go module in
+#                        hack/sim; kwok and kwokctl ($KWOK_VERSION) with `go install`
+#   build-bins.sh node   the kind node's kubelet, kubeadm and kube-proxy from the same module
 # Go's build and module caches (go env GOCACHE GOMODCACHE) make a second run a relink at most; make's stamp
 # makes it a no-op. Runs at the lowest CPU priority: the build is long and the machine is shared.
 set -euo pipefail
 
-: "${LOCALBIN:?set LOCALBIN}" "${KUBE_VERSION:?set KUBE_VERSION}" "${ETCD_VERSION:?set ETCD_VERSION}"
-: "${KWOK_VERSION:?set KWOK_VERSION}"
+: "${LOCALBIN:?set LOCALBIN}" "${KUBE_VERSION:?set KUBE_VERSION}"
 JOBS="${SIM_BUILD_JOBS:-1}"
 
 command -v go >/dev/null || { echo "go is required to build the control plane: install Go 1.26+ and retry" >&2; exit 1; }
@@ -29,6 +30,17 @@ done
 build() { nice -n 19 env CGO_ENABLED=0 GOFLAGS="-p=${JOBS} -buildvcs=false" "$@"; }
 
 start=$(date +%s)
+if [[ ${1:-} == node ]]; then
+	echo "node-bins: building kubelet, kubeadm and kube-proxy ${KUBE_VERSION} (go build -p ${JOBS}, nice 19)" >&2
+	(cd "$here" && build go build -trimpath -ldflags "-s -w${kube_x}" -o "$tmp/" \
+		k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kube-proxy)
+	for bin in kubelet kubeadm kube-proxy; do
+		mv "$tmp/$bin" "$LOCALBIN/$bin-$KUBE_VERSION"
+	done
+	echo "node-bins: done in $(($(date +%s) - start))s" >&2
+	exit 0
+fi
+: "${ETCD_VERSION:?set ETCD_VERSION}" "${KWOK_VERSION:?set KWOK_VERSION}"
 echo "sim-bins: building Kubernetes ${KUBE_VERSION} and etcd ${ETCD_VERSION} (go build -p ${JOBS}, nice 19)" >&2
 (cd "$here" && build go build -trimpath -ldflags "-s -w${kube_x}" -o "$tmp/" \
 	k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \

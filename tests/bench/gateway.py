@@ -223,7 +223,7 @@ def bench_encode(images: dict[str, bytes]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def run_gateway_process(
-    gateway_python: Path, tf_serving_host: str, fetch_port: int
+    gateway_python: Path, tf_serving_host: str, fetch_port: int | None = None
 ) -> Iterator[GatewayProcess]:
     """`python -m gateway` in the gateway's own environment, as its image runs it; waits for /readyz."""
     env = {
@@ -236,7 +236,7 @@ def run_gateway_process(
         "MEMORY_LIMIT_BYTES": str(2 * 2**30),
         # The URL-fetch runs download from a server on 127.0.0.1; never set these in a cluster.
         "FETCH_ALLOW_LOOPBACK": "true",
-        "FETCH_ALLOWED_PORTS": str(fetch_port),
+        **({"FETCH_ALLOWED_PORTS": str(fetch_port)} if fetch_port else {}),
     }
     with running_gateway(env, python=gateway_python, ready=True) as process:
         yield process

@@ -189,10 +189,11 @@ def into_namespace(objects: Iterable[Manifest], namespace: str) -> list[Manifest
 
 
 def pod_templates(objects: Iterable[Manifest]) -> Iterator[tuple[str, Manifest]]:
-    """Every pod an object set creates: each Deployment's template and each bare Pod (the helm test hook)."""
+    """Every pod an object set creates: each Deployment's and Job's template and each bare Pod (the helm test
+    hook)."""
     for obj in objects:
-        if obj.get("kind") == "Deployment":
-            yield f"Deployment/{obj['metadata']['name']}", obj["spec"]["template"]
+        if obj.get("kind") in ("Deployment", "Job"):
+            yield f"{obj['kind']}/{obj['metadata']['name']}", obj["spec"]["template"]
         elif obj.get("kind") == "Pod":
             yield f"Pod/{obj['metadata']['name']}", {"metadata": obj["metadata"], "spec": obj["spec"]}
 

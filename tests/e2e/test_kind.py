@@ -2,54 +2,42 @@
 
 Talks to the kubeconfig context `kind-species-classifier` with the `kubernetes` client: both rollouts
 complete, each Service's EndpointSlices list one ready endpoint per pod, the headless serving Service lists
-every serving pod, and every golden image is labelled correctly through the gateway's NodePort, published
-on http://localhost:8080 by kind-config.yaml. Skipped, with the reason, when no such cluster answers.
+every serving pod, and every golden image is labelled correctly through the gateway's NodePort (published on
+http://localhost:8080 by kind-config.yaml) and through `kubectl port-forward` with `gateway.client`, the two
+ways users reach the local cluster. A pod without the gateway's labels cannot open TF Serving's gRPC port.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from model import spec
+from tests.e2e.kube import NAMESPACE, port_forward, selector_of
 
-pytestmark = pytest.mark.e2e
-
-CONTEXT = "kind-species-classifier"
-NAMESPACE = "species-classifier"
 DEPLOYMENTS = ("species-classifier-gateway", "species-classifier-serving")
 NODE_PORT_URL = "http://localhost:8080"
 
-try:
-    from kubernetes import client, config
 
-    config.load_kube_config(context=CONTEXT)
-    client.VersionApi().get_code(_request_timeout=5)
-except Exception as error:  # no kubeconfig, no such context, or the API server does not answer
-    pytest.skip(f"no kind cluster reachable: {error}", allow_module_level=True)
+@pytest.fixture(scope="module")
+def apps(kind_api: Any) -> Any:
+    return client.AppsV1Api(kind_api)
 
 
 @pytest.fixture(scope="module")
-def apps() -> Any:
-    return client.AppsV1Api()
+def core(kind_api: Any) -> Any:
+    return client.CoreV1Api(kind_api)
 
 
-@pytest.fixture(scope="module")
-def core() -> Any:
-    return client.CoreV1Api()
-
-
-def selector_of(deployment: Any) -> str:
-    return ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
-
-
-def ready_endpoints(service: str) -> list[Any]:
-    slices = client.DiscoveryV1Api().list_namespaced_endpoint_slice(
+def ready_endpoints(kind_api: Any, service: str) -> list[Any]:
+    slices = client.DiscoveryV1Api(kind_api).list_namespaced_endpoint_slice(
         NAMESPACE, label_selector=f"kubernetes.io/service-name={service}"
     )
     return [
@@ -74,21 +62,34 @@ def test_the_deployment_has_rolled_out_every_replica(apps: Any, name: str) -> No
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
-def test_the_service_has_one_ready_endpoint_per_pod(apps: Any, name: str) -> None:
-    # Service and Deployment share the name (K8S_CONTRACT.md).
+def test_the_service_has_one_ready_endpoint_per_pod(kind_api: Any, apps: Any, name: str) -> None:
+    # Service and Deployment share the name.
     wanted = apps.read_namespaced_deployment(name, NAMESPACE).spec.replicas
-    assert len(ready_endpoints(name)) == wanted
+    assert len(ready_endpoints(kind_api, name)) == wanted
 
 
-def test_the_headless_serving_service_lists_every_serving_pod(apps: Any, core: Any) -> None:
+def test_the_headless_serving_service_lists_every_serving_pod(kind_api: Any, apps: Any, core: Any) -> None:
     name = "species-classifier-serving"
     assert core.read_namespaced_service(name, NAMESPACE).spec.cluster_ip == "None"
     deployment = apps.read_namespaced_deployment(name, NAMESPACE)
     pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector_of(deployment)).items
     running = {p.metadata.name: p.status.pod_ip for p in pods if p.status.phase == "Running"}
-    endpoints = ready_endpoints(name)
+    endpoints = ready_endpoints(kind_api, name)
     assert {e.target_ref.name for e in endpoints} == set(running)
     assert {address for e in endpoints for address in e.addresses} == set(running.values())
+
+
+def test_the_containers_were_started_by_containerd_under_real_kubelets(core: Any) -> None:
+    nodes = core.list_node().items
+    assert nodes, "no nodes"
+    for node in nodes:
+        info = node.status.node_info
+        assert info.container_runtime_version.startswith("containerd://2."), info
+        assert info.kubelet_version.startswith("v1.37."), info
+    pods = core.list_namespaced_pod(NAMESPACE).items
+    started = [s for p in pods for s in p.status.container_statuses or [] if s.state.running]
+    assert started
+    assert all(s.container_id.startswith("containerd://") for s in started)
 
 
 def test_the_namespace_enforces_pod_security_restricted(core: Any) -> None:
@@ -111,9 +112,35 @@ def test_the_golden_image_is_labelled_correctly_through_the_node_port(golden_dir
     assert set(body["predictions"]) == set(spec.LABELS)
 
 
-def test_a_pod_without_the_gateway_labels_cannot_reach_tf_serving(core: Any) -> None:
-    # kind enforces NetworkPolicy (kindnet, since kind v0.24). The gateway image has Python; this pod runs it
-    # with other labels and tries TF Serving's gRPC port. The golden-image test is the positive control.
+def test_every_golden_image_is_labelled_correctly_through_a_port_forward_with_the_client(
+    kind_api: Any, golden_dir: Path, gateway_python: Path
+) -> None:
+    with port_forward("svc/species-classifier-gateway", 80) as endpoint:
+        for label in spec.LABELS:
+            result = subprocess.run(
+                [
+                    str(gateway_python),
+                    "-m",
+                    "gateway.client",
+                    "--endpoint",
+                    endpoint,
+                    "--expect-label",
+                    label,
+                    str(golden_dir / f"{label}.jpg"),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            )
+            assert result.returncode == 0, f"{label}: {result.stdout}{result.stderr}"
+            assert label in result.stdout
+
+
+def test_a_pod_without_the_gateway_labels_cannot_reach_tf_serving(core: Any, apps: Any) -> None:
+    # The CNI (kube-router in the offline node image, kindnet in kind's own) enforces NetworkPolicy. The
+    # gateway image has Python; this pod runs it with other labels and tries TF Serving's gRPC port. The
+    # golden-image tests are the positive control.
     name = "e2e-networkpolicy-probe"
     connect = (
         "import socket, sys\n"
@@ -122,6 +149,11 @@ def test_a_pod_without_the_gateway_labels_cannot_reach_tf_serving(core: Any) -> 
         "except OSError as error:\n"
         "    print('blocked:', error); sys.exit(3)\n"
         "print('connected'); sys.exit(0)\n"
+    )
+    image = (
+        apps.read_namespaced_deployment("species-classifier-gateway", NAMESPACE)
+        .spec.template.spec.containers[0]
+        .image
     )
     pod = client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, labels={"app.kubernetes.io/name": "e2e-probe"}),
@@ -137,7 +169,7 @@ def test_a_pod_without_the_gateway_labels_cannot_reach_tf_serving(core: Any) -> 
             containers=[
                 client.V1Container(
                     name="probe",
-                    image="docker.io/species-classifier/gateway:0.1.0",
+                    image=image,
                     image_pull_policy="IfNotPresent",
                     command=["python", "-c", connect],
                     security_context=client.V1SecurityContext(

@@ -146,10 +146,10 @@ class PodTemplate:
 
 
 def pod_templates(objs: list[Manifest]) -> list[PodTemplate]:
-    """Pod templates of Deployments plus bare Pods (such as the chart's `helm test` pod)."""
+    """Pod templates of Deployments and Jobs plus bare Pods (such as the chart's `helm test` pod)."""
     found = []
     for obj in objs:
-        if obj.get("kind") == "Deployment":
+        if obj.get("kind") in ("Deployment", "Job"):
             template = obj["spec"]["template"]
         elif obj.get("kind") == "Pod":
             template = obj

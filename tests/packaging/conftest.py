@@ -29,6 +29,7 @@ def render_cases() -> dict[str, Callable[[], list[render.Manifest]]]:
     cases: dict[str, Callable[[], list[render.Manifest]]] = {
         "kustomize-kind": lambda: render.render_kustomize("kind"),
         "kustomize-eks": lambda: render.render_kustomize("eks"),
+        "kustomize-kind-with-bulk": lambda: render.render_kustomize_with("kind", "bulk"),
         "chart-default": _chart_renderer(),
         "chart-values-kind": _chart_renderer("values-kind.yaml"),
         "chart-values-eks": _chart_renderer("values-eks.yaml"),

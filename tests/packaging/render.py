@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,39 @@ def _kustomize(overlay: str) -> tuple[Manifest, ...]:
 def render_kustomize(overlay: str) -> list[Manifest]:
     """The objects `kubectl apply -k k8s/overlays/<overlay>` would send."""
     return copy.deepcopy(list(_kustomize(overlay)))
+
+
+COMPONENTS = REPO / "k8s" / "components"
+
+
+def overlay_with_components(overlay: str, components: Sequence[str], folder: Path) -> Path:
+    """A kustomization in `folder` that adds k8s/components/<name> to k8s/overlays/<overlay>, as a user's own
+    overlay would: the overlay's namespace and image pins apply to the components' objects too."""
+    own = yaml.safe_load((OVERLAYS / overlay / "kustomization.yaml").read_text())
+    kustomization: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(OVERLAYS / overlay, folder)],
+        "components": [os.path.relpath(COMPONENTS / name, folder) for name in components],
+    }
+    for key in ("namespace", "images"):
+        if key in own:
+            kustomization[key] = own[key]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return folder
+
+
+@functools.cache
+def _kustomize_components(overlay: str, components: tuple[str, ...]) -> tuple[Manifest, ...]:
+    with tempfile.TemporaryDirectory(prefix="kustomize-") as temp:
+        folder = overlay_with_components(overlay, components, Path(temp))
+        return tuple(parse_documents(_run([*kustomize_command(), str(folder)])))
+
+
+def render_kustomize_with(overlay: str, *components: str) -> list[Manifest]:
+    """The overlay plus the named components (e.g. "bulk"), rendered by the pinned kustomize."""
+    return copy.deepcopy(list(_kustomize_components(overlay, components)))
 
 
 def chart_available() -> str | None:

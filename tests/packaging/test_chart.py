@@ -366,6 +366,52 @@ def test_service_monitors_are_rendered_only_when_enabled() -> None:
     assert endpoints[SERVING]["port"] == "http"
 
 
+DASHBOARD_FILE = CHART / "files" / "grafana-dashboard.json"
+RULES_FILE = CHART / "files" / "prometheus-rules.yaml"
+
+
+def test_the_dashboard_and_the_alerts_are_rendered_only_when_enabled() -> None:
+    assert not of_kind(chart(), "PrometheusRule")
+    assert not [c for c in of_kind(chart(), "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]]
+    objs = chart("monitoring.grafanaDashboard.enabled=true", "monitoring.prometheusRule.enabled=true")
+    assert len(of_kind(objs, "PrometheusRule")) == 1
+    assert get(objs, "ConfigMap", "species-classifier-dashboard")
+
+
+def test_the_dashboard_config_map_holds_the_dashboard_file_under_the_sidecar_label() -> None:
+    objs = chart("monitoring.grafanaDashboard.enabled=true")
+    config_map = get(objs, "ConfigMap", "species-classifier-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["namespace"] == render.NAMESPACE
+    assert json.loads(config_map["data"]["species-classifier.json"]) == json.loads(DASHBOARD_FILE.read_text())
+
+
+def test_the_dashboard_label_namespace_and_annotations_follow_the_values() -> None:
+    config_map = get(
+        chart(
+            "monitoring.grafanaDashboard.enabled=true",
+            "monitoring.grafanaDashboard.label=dashboards",
+            "monitoring.grafanaDashboard.labelValue=species",
+            "monitoring.grafanaDashboard.namespace=monitoring",
+            "monitoring.grafanaDashboard.annotations.grafana_folder=Wildlife",
+        ),
+        "ConfigMap",
+        "species-classifier-dashboard",
+    )
+    assert config_map["metadata"]["labels"]["dashboards"] == "species"
+    assert "grafana_dashboard" not in config_map["metadata"]["labels"]
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "Wildlife"}
+
+
+def test_the_prometheus_rule_is_the_plain_rules_file_unchanged() -> None:
+    rule = of_kind(chart(values=("ci/monitoring-values.yaml",)), "PrometheusRule")[0]
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # Prometheus' own template syntax reaches the PrometheusRule untouched by Helm.
+    assert "{{ $labels.job }}" in json.dumps(rule["spec"])
+
+
 # --- containers ----------------------------------------------------------------------------------------
 
 

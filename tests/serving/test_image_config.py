@@ -407,3 +407,15 @@ def test_an_unwritable_tmp_stops_the_entrypoint_with_a_hint(tmp_path: Path) -> N
     assert result.returncode != 0
     assert "emptyDir" in result.stderr
     assert result.stdout == ""
+
+
+def test_the_stand_in_image_recycles_connections_like_tf_serving(tmp_path: Path) -> None:
+    # The offline cluster runs serving/standin/Dockerfile in TF Serving's place: clients must meet the same
+    # connection age there, or rollouts on kind would prove nothing about re-resolution.
+    flags = flags_of(run_entrypoint(tmp_path, "1").stdout)
+    channel_args = dict(item.split("=") for item in flags["grpc_channel_arguments"].split(","))
+    entrypoint = (SERVING / "standin" / "Dockerfile").read_text(encoding="utf-8")
+    args = re.findall(r'"([^"]+)"', entrypoint[entrypoint.index("ENTRYPOINT") :])
+    assert args[args.index("--max-connection-age-ms") + 1] == channel_args["grpc.max_connection_age_ms"]
+    assert args[args.index("--port") + 1] == "8500"
+    assert args[args.index("--rest-port") + 1] == "8501"

@@ -7,16 +7,21 @@
 
 A route is the bytes to answer 200 with (Content-Type from the path's extension), or a function taking the
 `Handler` that writes the whole answer itself (`handler.send(...)`, or raw bytes on `handler.wfile` for
-answers no HTTP library would write). Every request is recorded in `server.requests`. The server runs in a
-daemon thread and stops on exit; handlers waiting on `server.stopping` end with it.
+answers no HTTP library would write); `default` answers the paths no route names. Every request is
+recorded in `server.requests`. The server runs in a daemon thread and stops on exit; handlers waiting on
+`server.stopping` end with it. For the simplest cases, on the same server:
+
+    with serve(lambda path: (200, "text/plain", b"hello")) as base_url:   # any GET, answered by a function
+    with serve_directory(golden_dir, "image/jpeg") as base_url:          # GET /<file name>
 """
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 import ssl
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -64,7 +69,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         self.server.requests.append(Seen(self.command, self.path, dict(self.headers.items())))
-        route = self.server.routes.get(self.route)
+        route = self.server.routes.get(self.route, self.server.default)
         if route is None:
             self.send(404, b"not here")
         elif isinstance(route, bytes):
@@ -83,12 +88,18 @@ class LocalServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, routes: Mapping[str, bytes | Route] | None = None, *, ssl_context: ssl.SSLContext | None = None
+        self,
+        routes: Mapping[str, bytes | Route] | None = None,
+        *,
+        default: Route | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        port: int = 0,
     ) -> None:
-        super().__init__((HOST, 0), Handler)
+        super().__init__((HOST, port), Handler)
         if ssl_context is not None:
             self.socket = ssl_context.wrap_socket(self.socket, server_side=True)
         self.routes: dict[str, bytes | Route] = dict(routes or {})
+        self.default = default
         self.requests: list[Seen] = []
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -131,3 +142,34 @@ class LocalServer(ThreadingHTTPServer):
 def files(directory: Path, pattern: str = "*") -> dict[str, bytes | Route]:
     """Routes serving every file of `directory` matching `pattern` at `/<name>`."""
     return {f"/{path.name}": path.read_bytes() for path in sorted(directory.glob(pattern)) if path.is_file()}
+
+
+# path -> (status, Content-Type, body)
+Answer = Callable[[str], tuple[int, str, bytes]]
+
+
+@contextlib.contextmanager
+def serve(answer: Answer, port: int = 0) -> Iterator[str]:
+    """Serves `answer(path)` for every request until the block ends; yields the base URL. `port`: one
+    chosen before (free_port), e.g. for a gateway's FETCH_ALLOWED_PORTS; 0 lets the OS pick."""
+
+    def route(handler: Handler) -> None:
+        status, content_type, body = answer(handler.path)
+        handler.send(status, body, {"Content-Type": content_type})
+
+    with LocalServer(default=route, port=port) as server:
+        yield server.base_url
+
+
+def serve_directory(
+    directory: Path, content_type: str, port: int = 0
+) -> contextlib.AbstractContextManager[str]:
+    """The files directly in `directory` at /<name>, all as `content_type`; anything else is a 404."""
+
+    def answer(path: str) -> tuple[int, str, bytes]:
+        file = directory / path.lstrip("/")
+        if "/" in path.lstrip("/") or not file.is_file():
+            return 404, "text/plain", b"not found"
+        return 200, content_type, file.read_bytes()
+
+    return serve(answer, port)

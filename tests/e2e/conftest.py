@@ -1,0 +1,89 @@
+"""Fixtures for test level 5: the kind cluster `make kind-up` makes, created here when none answers.
+
+With a Docker engine answering and no cluster `kind-species-classifier` reachable, the session runs
+`hack/kind-up.sh` itself (its output goes straight to the terminal: a first run builds the offline images for
+many minutes) and deletes the cluster at the end; an existing cluster is used as it is and left in place.
+`KIND_PULL` defaults to `never` here, so tests contact no registry (the pinned images are used when present
+locally; otherwise the substitutes are built). Without a Docker engine every test here is skipped with the
+reason, except under `CI=true`, where level 5 must run and a skip is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.kube import CONTEXT, REPO
+
+# Cold, kind-up builds the node image, the Python base and both images from source.
+KIND_UP_TIMEOUT_S = 75 * 60
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(REPO / "tests" / "e2e"):
+            item.add_marker(pytest.mark.e2e)
+
+
+def api_client() -> Any | None:
+    """A client for the kind cluster's API server, or None when it does not answer."""
+    try:
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(context=CONTEXT)
+        client.VersionApi(api).get_code(_request_timeout=5)
+    except Exception:  # no kubeconfig, no such context, or the API server does not answer
+        return None
+    return api
+
+
+def docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    result = subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=60)
+    return result.returncode == 0
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"level 5 must run in CI, but: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def run_script(pytestconfig: pytest.Config, script: str, timeout: float) -> int:
+    """Runs hack/<script> with its output on the terminal (pytest's capture suspended)."""
+    env = {**os.environ, "KIND_PULL": os.environ.get("KIND_PULL", "never")}
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\n--- level 5: hack/{script} ---", flush=True)
+        return subprocess.run(
+            [str(REPO / "hack" / script)], cwd=REPO, env=env, check=False, timeout=timeout
+        ).returncode
+
+
+@pytest.fixture(scope="session")
+def kind_api(pytestconfig: pytest.Config) -> Iterator[Any]:
+    """The kind cluster's ApiClient; the cluster is made (and removed afterwards) when none answers."""
+    api = api_client()
+    created = False
+    if api is None:
+        if not docker_answers():
+            unavailable(
+                "no kind cluster reachable and no Docker engine answers ('make docker-up' starts one)"
+            )
+        if run_script(pytestconfig, "kind-up.sh", KIND_UP_TIMEOUT_S) != 0:
+            pytest.fail("hack/kind-up.sh failed (its output is above)", pytrace=False)
+        created = True
+        api = api_client()
+        if api is None:
+            pytest.fail(f"hack/kind-up.sh succeeded but context {CONTEXT} does not answer", pytrace=False)
+    try:
+        yield api
+    finally:
+        if created and os.environ.get("KEEP_KIND_CLUSTER") != "1":
+            run_script(pytestconfig, "kind-down.sh", 300)

@@ -1,0 +1,96 @@
+"""Helpers for the level-5 tests: the cluster's API objects and a `kubectl port-forward` to a Service."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+CONTEXT = "kind-species-classifier"
+NAMESPACE = "species-classifier"
+
+
+def kubectl_binary() -> str:
+    """The pinned kubectl `make sim-bins` builds, else the one on PATH."""
+    pinned = sorted((REPO / "bin").glob("kubectl-v*"))
+    if pinned:
+        return str(pinned[-1])
+    found = shutil.which("kubectl")
+    if found is None:
+        raise RuntimeError("kubectl not found: run `make sim-bins` or install kubectl")
+    return found
+
+
+def kubectl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [kubectl_binary(), "--context", CONTEXT, "--namespace", NAMESPACE, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def port_forward(
+    target: str, remote_port: int, timeout: float = 60, namespace: str = NAMESPACE
+) -> Iterator[str]:
+    """`kubectl port-forward TARGET <free port>:REMOTE_PORT` on 127.0.0.1; yields "http://127.0.0.1:<port>"."""
+    port = free_port()
+    log = Path(REPO / "build" / "e2e")
+    log.mkdir(parents=True, exist_ok=True)
+    log_file = (log / f"port-forward-{port}.log").open("w", encoding="utf-8")
+    process = subprocess.Popen(
+        [
+            kubectl_binary(),
+            "--context",
+            CONTEXT,
+            "--namespace",
+            namespace,
+            "port-forward",
+            "--address",
+            "127.0.0.1",
+            target,
+            f"{port}:{remote_port}",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"kubectl port-forward exited: {Path(log_file.name).read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"port-forward to {target} not listening after {timeout} s") from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log_file.close()
+
+
+def selector_of(deployment: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
