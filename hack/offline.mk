@@ -20,5 +20,6 @@ COREDNS_VERSION := v1.14.6
 # The EKS rehearsal's add-ons on kind (hack/kind-addons.sh): a LoadBalancer implementation and the metrics
 # API the HPAs read. Their charts come from the same Go modules (charts/ in each), their images are pulled
 # where possible, else built here from those modules.
-METALLB_VERSION := v0.16.2
+# v0.15.2, not v0.16.2: the proxy does not serve the frr-k8s release v0.16.2 needs (hack/offline/metallb/go.mod).
+METALLB_VERSION := v0.15.2
 METRICS_SERVER_VERSION := v0.9.0

@@ -110,6 +110,20 @@ def pending(items: list[sources.Item], results: dict[str, Result]) -> set[str]:
     }
 
 
+def unmerged(items: list[sources.Item], results: dict[str, Result]) -> set[str]:
+    """Keys the merge has no result for. Each shard checked its own files' fingerprints when it ran; here a
+    result counts when it is for a file of the same name and size, since the modification times in another
+    pod's view of the same collection may differ (a ConfigMap or a fresh checkout is written per pod). S3
+    fingerprints (ETags) are the same in every view and are compared whole."""
+
+    def same(result: Result, item: sources.Item) -> bool:
+        if result.fingerprint == item.fingerprint:
+            return True
+        return item.size is not None and result.fingerprint.split(":", 1)[0] == str(item.size)
+
+    return {item.key for item in items if (result := results.get(item.key)) is None or not same(result, item)}
+
+
 def plan(
     items: list[sources.Item], todo: set[str], max_items: int, max_bytes: int
 ) -> list[list[sources.Item]]:
@@ -277,7 +291,7 @@ def merge(source: sources.Source, store: Store, config: Config) -> tuple[bool, s
             raise ledger.LedgerError(f"{name} records a run over {header.get('source')}, not {source.name}")
         created.append(str(header["created"]))
         combined.update(results)
-    missing = pending(items, combined)
+    missing = unmerged(items, combined)
     if missing:
         return (
             False,

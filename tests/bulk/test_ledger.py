@@ -93,3 +93,20 @@ def test_a_resumed_run_makes_the_batches_an_uninterrupted_run_makes() -> None:
     finished = {item.key for item in whole[1]} | {item.key for item in whole[3]}
     resumed = job.plan(items, {item.key for item in items} - finished, 32, 10**9)
     assert resumed == [whole[0], whole[2]]
+
+
+def test_the_merge_counts_another_pods_result_for_a_file_of_the_same_name_and_size() -> None:
+    # Each pod of the Job mounts the collection itself, so a ConfigMap's files carry a different mtime in
+    # every pod: the merging pod must still count the other shards' results (seen on kind, issue 11).
+    here = Item("a.jpg", "/input/a.jpg", "1000:222", 0.0, 1000)
+    results = {"a.jpg": Result(file="a.jpg", fingerprint="1000:111", label="bird")}
+    assert job.unmerged([here], results) == set()
+    resized = Item("a.jpg", "/input/a.jpg", "999:222", 0.0, 999)
+    assert job.unmerged([resized], results) == {"a.jpg"}
+    assert job.unmerged([Item("b.jpg", "/input/b.jpg", "5:1", 0.0, 5)], results) == {"b.jpg"}
+
+
+def test_the_merge_compares_s3_etags_whole() -> None:
+    item = Item("a.jpg", "a.jpg", '"etag-2"', 0.0, 1000)
+    assert job.unmerged([item], {"a.jpg": Result(file="a.jpg", fingerprint='"etag-2"')}) == set()
+    assert job.unmerged([item], {"a.jpg": Result(file="a.jpg", fingerprint='"etag-1"')}) == {"a.jpg"}
