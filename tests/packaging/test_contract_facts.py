@@ -15,8 +15,8 @@ import pytest
 from gateway.main import create_app
 from gateway.settings import Settings
 from model import spec
-from tests.packaging.checks import Manifest, PodTemplate, component_pods
 from tests.packaging.conftest import produce
+from tests.support.manifests import Manifest, PodTemplate, component_pods, ports_by_name
 
 pytestmark = pytest.mark.packaging
 
@@ -35,8 +35,12 @@ def the_container(pod: PodTemplate, name: str) -> dict:  # type: ignore[type-arg
     return next(c for c in pod.spec["containers"] if c["name"] == name)
 
 
-def ports_by_name(container: dict) -> dict[str, int]:  # type: ignore[type-arg]
-    return {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+def gateway_default(setting: str) -> object:
+    """A gateway setting's default, read from gateway/settings.py."""
+    field = Settings.model_fields.get(setting)
+    if field is None:
+        pytest.skip(f"gateway/settings.py has no {setting} setting (yet)")
+    return field.default
 
 
 def dockerfile_user(path: Path) -> int:
@@ -69,7 +73,18 @@ def test_the_gateway_asks_tf_serving_for_the_model_the_export_names(plain: list[
 
 def test_the_gateway_container_port_is_the_port_the_gateway_listens_on(plain: list[Manifest]) -> None:
     container = the_container(the_pod(plain, "gateway"), "gateway")
-    assert ports_by_name(container)["http"] == Settings.model_fields["bind_port"].default
+    assert ports_by_name(container)["http"] == gateway_default("bind_port")
+
+
+def test_the_gateway_metrics_port_is_the_port_its_metrics_listener_uses(plain: list[Manifest]) -> None:
+    container = the_container(the_pod(plain, "gateway"), "gateway")
+    assert ports_by_name(container)["metrics"] == gateway_default("metrics_port")
+
+
+def test_every_gateway_setting_the_packaging_sets_exists(plain: list[Manifest]) -> None:
+    container = the_container(the_pod(plain, "gateway"), "gateway")
+    names = {e["name"].lower() for e in container["env"]}
+    assert names <= set(Settings.model_fields), sorted(names - set(Settings.model_fields))
 
 
 def test_the_serving_container_ports_are_the_ports_tf_serving_is_started_with(plain: list[Manifest]) -> None:
@@ -87,7 +102,7 @@ def test_scrape_annotations_point_at_the_real_metrics_endpoints(plain: list[Mani
     gateway_routes = {getattr(route, "path", None) for route in create_app(Settings()).routes}
     gateway = the_pod(plain, "gateway").annotations
     assert gateway["prometheus.io/path"] in gateway_routes
-    assert int(gateway["prometheus.io/port"]) == Settings.model_fields["bind_port"].default
+    assert int(gateway["prometheus.io/port"]) == gateway_default("metrics_port")
     serving = the_pod(plain, "serving").annotations
     assert serving["prometheus.io/path"] == monitoring_path()
     assert int(serving["prometheus.io/port"]) == entrypoint_flag("rest_api_port")
