@@ -61,10 +61,10 @@ print-version: ## Print the release version (the chart's appVersion), for script
 .PHONY: venv
 venv: $(VENV)/.installed $(GW_VENV)/.installed ## Create both Python environments (.venv and .venv-gateway) with pinned packages.
 
-$(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt
+$(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt serving/standin/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check \
-		-r model/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
+		-r serving/standin/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
 		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
 	touch $@
@@ -138,6 +138,16 @@ define go-install-tool
 mkdir -p $(LOCALBIN)
 tmp=$$(mktemp -d) && GOBIN=$$tmp CGO_ENABLED=0 go install $(2)@$(3) && mv $$tmp/$(1) $(LOCALBIN)/$(1)-$(3) && rm -rf $$tmp
 endef
+
+##@ Docker engine
+
+.PHONY: docker-up
+docker-up: ## Start a Docker engine when none answers (root on Debian: installs docker.io; data under ~/.cache).
+	hack/docker-up.sh
+
+.PHONY: docker-down
+docker-down: ## Stop the Docker engine that docker-up started, and only that one.
+	hack/docker-down.sh
 
 ##@ Kind (local cluster)
 

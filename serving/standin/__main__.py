@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -88,7 +89,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="send outputs as packed tensor_content, like --enable_serialization_as_tensor_content",
     )
+    parser.add_argument(
+        "--rest-port",
+        type=_non_negative,
+        default=None,
+        help="also serve TF Serving's REST model status and metrics path on this port (8501 in the image; "
+        "default: off)",
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip assets.extra warmup requests")
+    parser.add_argument(
+        "--load-delay-s",
+        type=float,
+        default=float(os.environ.get("STANDIN_LOAD_DELAY_S") or 0),
+        help="report NOT_SERVING / LOADING for this long after the ports open, like a slow model load "
+        "(default: $STANDIN_LOAD_DELAY_S or 0)",
+    )
     parser.add_argument(
         "--delay-ms",
         type=_non_negative,
@@ -96,6 +111,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="add this much latency to every Predict (for clients' deadline tests)",
     )
     return parser.parse_args(argv)
+
+
+def configure_threads(cpus: str | None) -> None:
+    """TensorFlow's thread pools from TF_SERVING_CPUS, as serving/entrypoint.sh sizes TF Serving's: in a pod
+    it is the CPU limit (downward API), so a 1-CPU pod does not run one thread per node core."""
+    if not cpus:
+        return
+    try:
+        count = int(cpus)
+    except ValueError:
+        count = 0
+    if count < 1:
+        log.warning("TF_SERVING_CPUS=%r is not a positive integer; using 1", cpus)
+        count = 1
+    import tensorflow as tf  # deferred: importing TensorFlow takes seconds
+
+    tf.config.threading.set_intra_op_parallelism_threads(count)
+    tf.config.threading.set_inter_op_parallelism_threads(count)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    configure_threads(os.environ.get("TF_SERVING_CPUS"))
     try:
         model = load_model(
             args.model_name,
@@ -132,9 +166,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_batch_size=args.max_batch_size or None,
         as_tensor_content=args.tensor_content,
         delay_seconds=args.delay_ms / 1000,
+        load_delay_seconds=max(args.load_delay_s, 0.0),
     )
     try:
-        server = StandIn(model, host=args.host, port=args.port, options=options, max_message_bytes=max_bytes)
+        server = StandIn(
+            model,
+            host=args.host,
+            port=args.port,
+            options=options,
+            max_message_bytes=max_bytes,
+            rest_port=args.rest_port,
+        )
     except (OSError, RuntimeError) as error:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, error)
         return 1

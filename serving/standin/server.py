@@ -16,15 +16,23 @@ Differences from TF Serving, on purpose:
 - No request batching across calls; a request with a batch dimension > 1 runs in one call, and one larger
   than `max_batch_size` is refused as TF Serving's batcher refuses it.
 - Only predict warmup records are replayed (the species model has no classify/regress signatures).
+- The REST port (`rest_port`) serves only what Kubernetes and Prometheus read from TF Serving's: the model
+  status (`GET /v1/models/<name>`) and `/monitoring/prometheus/metrics` (the stand-in's own process
+  metrics, not TF Serving's metric families). No REST predictions: the gateway speaks gRPC.
+- `load_delay_seconds` imitates a slow model load: the ports open at once, but until the delay has passed
+  the health service says NOT_SERVING, GetModelStatus says LOADING and Predict answers UNAVAILABLE.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,6 +40,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
@@ -387,9 +396,9 @@ def model_metadata(
 
 
 def model_status(
-    model: Model, request: get_model_status_pb2.GetModelStatusRequest
+    model: Model, request: get_model_status_pb2.GetModelStatusRequest, available: bool = True
 ) -> get_model_status_pb2.GetModelStatusResponse:
-    """GetModelStatus: every loaded version is AVAILABLE with an OK status."""
+    """GetModelStatus: every loaded version is AVAILABLE (LOADING while a load delay runs), status OK."""
     if not request.HasField("model_spec"):
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
     name = request.model_spec.name
@@ -403,12 +412,13 @@ def model_status(
             raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
         versions = model.versions
     response = get_model_status_pb2.GetModelStatusResponse()
+    state = (
+        get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        if available
+        else get_model_status_pb2.ModelVersionStatus.LOADING
+    )
     for version in versions:
-        response.model_version_status.add(
-            version=version,
-            state=get_model_status_pb2.ModelVersionStatus.AVAILABLE,
-            status=status_pb2.StatusProto(),
-        )
+        response.model_version_status.add(version=version, state=state, status=status_pb2.StatusProto())
     return response
 
 
@@ -422,6 +432,11 @@ class Options:
     as_tensor_content: bool = False
     # Extra latency before each Predict, for clients' deadline tests.
     delay_seconds: float = 0.0
+    # How long the model pretends to load after the ports open (probes and readiness tests).
+    load_delay_seconds: float = 0.0
+
+
+LOADING = ServingError(grpc.StatusCode.UNAVAILABLE, "the model is still loading")
 
 
 def _abort(context: grpc.ServicerContext, error: ServingError) -> NoReturn:
@@ -432,14 +447,19 @@ def _abort(context: grpc.ServicerContext, error: ServingError) -> NoReturn:
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata; Classify, Regress and MultiInference answer UNIMPLEMENTED."""
 
-    def __init__(self, model: Model, options: Options, stopping: threading.Event) -> None:
+    def __init__(
+        self, model: Model, options: Options, stopping: threading.Event, available: threading.Event
+    ) -> None:
         self._model = model
         self._options = options
         self._stopping = stopping
+        self._available = available
 
     def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> predict_pb2.PredictResponse:
+        if not self._available.is_set():
+            _abort(context, LOADING)
         if self._options.delay_seconds:
             # Cut short by shutdown, so SIGTERM never waits for an artificial delay.
             self._stopping.wait(self._options.delay_seconds)
@@ -457,6 +477,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def GetModelMetadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.ServicerContext
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        if not self._available.is_set():
+            _abort(context, LOADING)
         try:
             return model_metadata(self._model, request)
         except ServingError as error:
@@ -466,20 +488,22 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus; HandleReloadConfigRequest answers UNIMPLEMENTED (the stand-in never reloads)."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, available: threading.Event) -> None:
         self._model = model
+        self._available = available
 
     def GetModelStatus(
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
     ) -> get_model_status_pb2.GetModelStatusResponse:
         try:
-            return model_status(self._model, request)
+            return model_status(self._model, request, available=self._available.is_set())
         except ServingError as error:
             _abort(context, error)
 
 
 class StandIn:
-    """The gRPC server: PredictionService, ModelService and the gRPC health service on one port."""
+    """The gRPC server (PredictionService, ModelService, gRPC health on one port), and optionally the REST
+    port with the model status and metrics."""
 
     def __init__(
         self,
@@ -489,10 +513,13 @@ class StandIn:
         options: Options | None = None,
         max_message_bytes: int = TF_SERVING_MAX_MESSAGE_BYTES,
         workers: int = 16,
+        rest_port: int | None = None,
     ) -> None:
         self.model = model
         self.host = host
+        self._options = options or Options()
         self._stopping = threading.Event()
+        self._available = threading.Event()
         server_options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
@@ -502,14 +529,20 @@ class StandIn:
         ]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=server_options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(model, options or Options(), self._stopping), self._server
+            PredictionService(model, self._options, self._stopping, self._available), self._server
         )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(model), self._server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelService(model, self._available), self._server
+        )
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         self.port = self._server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {host}:{port}")
+        self._rest: ThreadingHTTPServer | None = None
+        if rest_port is not None:
+            self._rest = _rest_server(model, self._available, host, rest_port)
+            self.rest_port: int = self._rest.server_address[1]
 
     @property
     def address(self) -> str:
@@ -517,13 +550,89 @@ class StandIn:
         return f"{host}:{self.port}"
 
     def start(self) -> None:
-        # Like TF Serving (which opens its ports only after the initial load), the model is already loaded
-        # here, so the overall health status is SERVING from the first call.
-        self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        # Like TF Serving, which reports SERVING once the initial load is done: the model is loaded here, so
+        # the health status is SERVING from the first call, unless a load delay is imitated.
+        if self._rest is not None:
+            threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()
+        delay = self._options.load_delay_seconds
+        self._health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
         self._server.start()
+        if delay:
+            log.info("imitating a model load of %.1f s: NOT_SERVING until then", delay)
+            threading.Thread(target=self._finish_loading, args=(delay,), name="load", daemon=True).start()
+        else:
+            self._finish_loading(0.0)
+
+    def _finish_loading(self, delay: float) -> None:
+        if self._stopping.wait(delay):
+            return
+        self._available.set()
+        self._health.set("", health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace_seconds: float = 5.0) -> None:
         """Reports NOT_SERVING, refuses new calls and lets running ones finish within the grace period."""
         self._stopping.set()
         self._health.enter_graceful_shutdown()
         self._server.stop(grace_seconds).wait()
+        if self._rest is not None:
+            self._rest.shutdown()
+            self._rest.server_close()
+
+
+_MODEL_STATUS_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+)(?:/versions/(?P<version>[0-9]+))?$")
+METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
+def _rest_server(model: Model, available: threading.Event, host: str, port: int) -> ThreadingHTTPServer:
+    """TF Serving's REST status endpoint (the JSON of GetModelStatus) and the metrics path of
+    serving/monitoring.config."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == METRICS_PATH:
+                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+                return
+            match = _MODEL_STATUS_PATH.match(self.path)
+            if match is None:
+                self._send_json(404, {"error": f"Malformed request: GET {self.path}"})
+                return
+            request = get_model_status_pb2.GetModelStatusRequest()
+            request.model_spec.name = match["name"]
+            if match["version"]:
+                request.model_spec.version.value = int(match["version"])
+            try:
+                response = model_status(model, request, available=available.is_set())
+            except ServingError as error:
+                self._send_json(404, {"error": error.message})
+                return
+            states = get_model_status_pb2.ModelVersionStatus.State
+            self._send_json(
+                200,
+                {
+                    "model_version_status": [
+                        {
+                            "version": str(status.version),
+                            "state": states.Name(status.state),
+                            "status": {"error_code": "OK", "error_message": ""},
+                        }
+                        for status in response.model_version_status
+                    ]
+                },
+            )
+
+        def _send_json(self, status: int, body: object) -> None:
+            self._send(status, json.dumps(body).encode(), "application/json")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("rest: %s", format % args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import prediction_log_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from model import spec
 from tests.serving.builders import predict_request, solid_images
-from tests.support.standin import StandInProcess, run_standin, start_standin
+from tests.support.standin import StandInProcess, free_port, run_standin, start_standin
 
 pytestmark = pytest.mark.process
 
@@ -133,3 +141,61 @@ def test_parallel_requests_are_all_answered(tiny_model_base: Path, standin_addre
 
     assert not errors
     assert sorted(rows) == sorted(1 + n % 4 for n in range(12))
+
+
+def test_a_load_delay_keeps_the_stand_in_not_serving_and_loading_until_it_has_passed(
+    tiny_model_base: Path,
+) -> None:
+    # The stand-in image runs this way in the kind cluster's readiness tests (STANDIN_LOAD_DELAY_S).
+    standin = start_standin(tiny_model_base, extra_args=["--load-delay-s", "4"])
+    try:
+        deadline = time.monotonic() + 120
+        with grpc.insecure_channel(standin.address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            status_stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            status_request = get_model_status_pb2.GetModelStatusRequest()
+            status_request.model_spec.name = spec.MODEL_NAME
+            while time.monotonic() < deadline:  # the port opens before the delay starts
+                try:
+                    status = status_stub.GetModelStatus(status_request, timeout=2)
+                    break
+                except grpc.RpcError:
+                    time.sleep(0.2)
+            opened = time.monotonic()
+            assert {s.state for s in status.model_version_status} == {
+                get_model_status_pb2.ModelVersionStatus.LOADING
+            }
+            assert not standin.is_serving()
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Predict(predict_request(solid_images((1, 2, 3))), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+            standin.wait_until_serving(timeout=30)
+            assert time.monotonic() - opened > 2
+            status = status_stub.GetModelStatus(status_request, timeout=5)
+            assert {s.state for s in status.model_version_status} == {
+                get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            }
+            assert stub.Predict(predict_request(solid_images((1, 2, 3))), timeout=10).outputs
+    finally:
+        standin.stop()
+
+
+def test_the_rest_port_serves_tf_servings_model_status_and_the_metrics_path(tiny_model_base: Path) -> None:
+    rest_port = free_port()
+    with run_standin(tiny_model_base, extra_args=["--rest-port", str(rest_port)]):
+        base = f"http://127.0.0.1:{rest_port}"
+        with urllib.request.urlopen(f"{base}/v1/models/{spec.MODEL_NAME}", timeout=5) as response:
+            body = json.load(response)
+        ok = {"error_code": "OK", "error_message": ""}
+        assert body == {
+            "model_version_status": [
+                {"version": version, "state": "AVAILABLE", "status": ok} for version in ("1", "2")
+            ]
+        }
+        with urllib.request.urlopen(f"{base}/monitoring/prometheus/metrics", timeout=5) as response:
+            assert response.status == 200
+            assert b"process_cpu_seconds_total" in response.read()
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"{base}/v1/models/no_such_model", timeout=5)
+        assert caught.value.code == 404

@@ -1,0 +1,3 @@
+module species-classifier/hack/offline/capwrap
+
+go 1.22
