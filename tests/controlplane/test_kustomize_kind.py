@@ -9,7 +9,7 @@ import pytest
 
 from tests.controlplane import cluster
 from tests.packaging import render
-from tests.support.manifests import component_name, get
+from tests.support.manifests import component_name, container, get
 
 OVERLAY = cluster.REPO / "k8s" / "overlays" / "kind"
 SERVICE_PORTS = {"gateway": {"http": 9696}, "serving": {"grpc": 8500, "http": 8501}}
@@ -159,10 +159,7 @@ def test_a_pod_template_that_is_not_restricted_is_rejected_and_never_rolls_out(
 ) -> None:
     objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
     gateway = component_name("gateway")
-    deployment = get(objects, "Deployment", gateway)
-    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = (
-        True
-    )
+    container(objects, gateway)["securityContext"]["allowPrivilegeEscalation"] = True
     control_plane.apply(objects)
 
     with pytest.raises(AssertionError, match="violates PodSecurity"):

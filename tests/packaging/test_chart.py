@@ -27,6 +27,7 @@ from tests.support.manifests import (
     get,
     is_hook,
     of_kind,
+    pod_spec,
     ports_by_name,
 )
 
@@ -238,7 +239,7 @@ def test_selectors_never_carry_the_chart_version() -> None:
 def test_without_chart_service_accounts_the_pods_use_the_namespace_default() -> None:
     objs = chart("serviceAccount.create=false")
     assert not of_kind(objs, "ServiceAccount")
-    pod = get(objs, "Deployment", GATEWAY)["spec"]["template"]["spec"]
+    pod = pod_spec(objs, GATEWAY)
     assert pod["serviceAccountName"] == "default"
     assert pod["automountServiceAccountToken"] is False
 
@@ -353,7 +354,7 @@ def test_the_eks_values_run_two_replicas_of_each_with_autoscaling_and_budgets() 
 
 
 def test_the_eks_graceful_shutdown_fits_in_the_grace_period() -> None:
-    pod = get(chart(values=("values-eks.yaml",)), "Deployment", GATEWAY)["spec"]["template"]["spec"]
+    pod = pod_spec(chart(values=("values-eks.yaml",)), GATEWAY)
     sleep = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert sleep < pod["terminationGracePeriodSeconds"]
 
@@ -555,7 +556,7 @@ def test_plain_and_extra_env_reach_the_gateway_after_the_chart_set_variables() -
 
 
 def test_topology_spread_constraints_select_their_own_component() -> None:
-    pod = get(chart(), "Deployment", SERVING)["spec"]["template"]["spec"]
+    pod = pod_spec(chart(), SERVING)
     keys = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
     assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
     for constraint in pod["topologySpreadConstraints"]:

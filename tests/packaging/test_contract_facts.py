@@ -16,23 +16,13 @@ from gateway.main import create_app
 from gateway.settings import Settings
 from model import spec
 from tests.packaging.conftest import produce
-from tests.support.manifests import Manifest, PodTemplate, component_pods, ports_by_name
+from tests.support.manifests import Manifest, env, named_container, ports_by_name, the_pod
 
 pytestmark = pytest.mark.packaging
 
 REPO = Path(__file__).resolve().parents[2]
 # Renders that keep the defaults for the facts below (ci/overrides-values.yaml changes some on purpose).
 PLAIN_RENDERS = {"kustomize-kind", "kustomize-eks", "chart-default", "chart-values-kind", "chart-values-eks"}
-
-
-def the_pod(objs: list[Manifest], component: str) -> PodTemplate:
-    pods = component_pods(objs, component)
-    assert len(pods) == 1, f"expected one {component} Deployment, found {[p.owner for p in pods]}"
-    return pods[0]
-
-
-def the_container(pod: PodTemplate, name: str) -> dict:  # type: ignore[type-arg]
-    return next(c for c in pod.spec["containers"] if c["name"] == name)
 
 
 def gateway_default(setting: str) -> object:
@@ -66,28 +56,28 @@ def plain(request: pytest.FixtureRequest) -> list[Manifest]:
 
 
 def test_the_gateway_asks_tf_serving_for_the_model_the_export_names(plain: list[Manifest]) -> None:
-    env = {e["name"]: e.get("value") for e in the_container(the_pod(plain, "gateway"), "gateway")["env"]}
-    assert env["MODEL_NAME"] == spec.MODEL_NAME
+    gateway = named_container(the_pod(plain, "gateway").spec, "gateway")
+    assert env(gateway)["MODEL_NAME"] == spec.MODEL_NAME
 
 
 def test_the_gateway_container_port_is_the_port_the_gateway_listens_on(plain: list[Manifest]) -> None:
-    container = the_container(the_pod(plain, "gateway"), "gateway")
+    container = named_container(the_pod(plain, "gateway").spec, "gateway")
     assert ports_by_name(container)["http"] == gateway_default("bind_port")
 
 
 def test_the_gateway_metrics_port_is_the_port_its_metrics_listener_uses(plain: list[Manifest]) -> None:
-    container = the_container(the_pod(plain, "gateway"), "gateway")
+    container = named_container(the_pod(plain, "gateway").spec, "gateway")
     assert ports_by_name(container)["metrics"] == gateway_default("metrics_port")
 
 
 def test_every_gateway_setting_the_packaging_sets_exists(plain: list[Manifest]) -> None:
-    container = the_container(the_pod(plain, "gateway"), "gateway")
+    container = named_container(the_pod(plain, "gateway").spec, "gateway")
     names = {e["name"].lower() for e in container["env"]}
     assert names <= set(Settings.model_fields), sorted(names - set(Settings.model_fields))
 
 
 def test_the_serving_container_ports_are_the_ports_tf_serving_is_started_with(plain: list[Manifest]) -> None:
-    ports = ports_by_name(the_container(the_pod(plain, "serving"), "serving"))
+    ports = ports_by_name(named_container(the_pod(plain, "serving").spec, "serving"))
     assert ports == {"grpc": entrypoint_flag("port"), "http": entrypoint_flag("rest_api_port")}
 
 
@@ -108,7 +98,7 @@ def test_scrape_annotations_point_at_the_real_metrics_endpoints(plain: list[Mani
 
 
 def test_a_changed_fact_is_caught(kind_overlay: list[Manifest]) -> None:
-    container = the_container(the_pod(kind_overlay, "gateway"), "gateway")
+    container = named_container(the_pod(kind_overlay, "gateway").spec, "gateway")
     container["ports"][0]["containerPort"] = 8080
     with pytest.raises(AssertionError):
         test_the_gateway_container_port_is_the_port_the_gateway_listens_on(kind_overlay)

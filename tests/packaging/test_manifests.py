@@ -164,7 +164,7 @@ def test_the_eks_overlay_puts_an_internet_facing_nlb_in_front_of_two_replicas(
         name = f"species-classifier-{component}"
         deployment = get(eks_overlay, "Deployment", name)
         assert deployment["spec"]["replicas"] == 2
-        assert ".dkr.ecr." in deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert ".dkr.ecr." in container(eks_overlay, name)["image"]
         assert find(eks_overlay, "HorizontalPodAutoscaler", name) is not None
         assert find(eks_overlay, "PodDisruptionBudget", name) is not None
 

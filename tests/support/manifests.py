@@ -112,6 +112,21 @@ def component_pods(objs: Iterable[Manifest], component: str) -> list[PodTemplate
     ]
 
 
+def the_pod(objs: Iterable[Manifest], component: str) -> PodTemplate:
+    """The pod template of the one Deployment of a component, found by its label rather than its name."""
+    pods = component_pods(objs, component)
+    assert len(pods) == 1, f"expected one {component} Deployment, found {[p.owner for p in pods]}"
+    return pods[0]
+
+
+def named_container(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    """The container called `name` of a pod spec."""
+    containers: list[dict[str, Any]] = spec.get("containers") or []
+    found = next((c for c in containers if c["name"] == name), None)
+    assert found is not None, f"no container {name} in {[c['name'] for c in containers]}"
+    return found
+
+
 def pod_spec(objs: list[Manifest], deployment: str) -> dict[str, Any]:
     """The pod spec of the named Deployment's template."""
     spec: dict[str, Any] = get(objs, "Deployment", deployment)["spec"]["template"]["spec"]
@@ -120,14 +135,11 @@ def pod_spec(objs: list[Manifest], deployment: str) -> dict[str, Any]:
 
 def container(objs: list[Manifest], deployment: str, name: str | None = None) -> dict[str, Any]:
     """A container of the named Deployment: the one called `name`, by default the first."""
-    containers: list[dict[str, Any]] = pod_spec(objs, deployment)["containers"]
+    spec = pod_spec(objs, deployment)
     if name is None:
-        return containers[0]
-    found = next((c for c in containers if c["name"] == name), None)
-    assert found is not None, (
-        f"Deployment/{deployment} has no container {name}: {[c['name'] for c in containers]}"
-    )
-    return found
+        first: dict[str, Any] = spec["containers"][0]
+        return first
+    return named_container(spec, name)
 
 
 def env(container_spec: dict[str, Any]) -> dict[str, Any]:
