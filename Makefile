@@ -44,6 +44,12 @@ PROMETHEUS := $(LOCALBIN)/prometheus
 PROMTOOL := $(LOCALBIN)/promtool
 export PATH := $(LOCALBIN):$(PATH)
 
+## The release version: the chart's appVersion is its one source. Image tags and the app.kubernetes.io/version
+## label follow it (chart and k8s/components/labels); the other copies (Chart version, pyproject.toml,
+## gateway/__init__.py, the kustomize label) are checked against it by tests/packaging/test_version.py.
+## Exported to the scripts; run by hand, they read it with `make -s print-version`.
+export APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' $(ROOT)/charts/species-classifier/Chart.yaml)
+
 ## Build outputs (git-ignored)
 BUILD := $(ROOT)/build
 MODEL_VERSION := 1
@@ -59,6 +65,10 @@ include hack/sim.mk
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+.PHONY: print-version
+print-version: ## Print the release version (the chart's appVersion), for scripts: `make -s print-version`.
+	@echo $(APP_VERSION)
 
 ##@ Development
 

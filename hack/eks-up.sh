@@ -52,7 +52,7 @@ ACCOUNT="$(aws sts get-caller-identity --query Account --output text 2>/dev/null
 REGISTRY="$ACCOUNT.dkr.ecr.$AWS_REGION.amazonaws.com"
 
 if [[ -z "${IMAGE_TAG:-}" ]]; then
-  IMAGE_TAG="$(git rev-parse --short HEAD 2>/dev/null || sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$CHART/Chart.yaml")"
+  IMAGE_TAG="$(git rev-parse --short HEAD 2>/dev/null || echo "${APP_VERSION:-$(make -s -C "$ROOT" print-version)}")"
   if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then
     # ECR tags are immutable here, so uncommitted changes get a tag of their own.
     IMAGE_TAG="$IMAGE_TAG-dirty-$(date -u +%Y%m%d%H%M%S)"

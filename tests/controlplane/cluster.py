@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
+
+from tests.support.manifests import VERSION, Manifest, of_kind, pod_templates
 
 REPO = Path(__file__).resolve().parents[2]
 SIM_MK = REPO / "hack" / "sim.mk"
@@ -41,8 +43,8 @@ RESTRICTED = {
 }
 # kwok never makes a pod with an image of this tag ready (hack/sim/kwok.yaml, stage pod-image-never-ready).
 NEVER_READY_TAG = "never-ready"
-
-Manifest = dict[str, Any]
+# An image tag other than the release's, for upgrade tests.
+NEXT_TAG = f"{VERSION}-next"
 
 
 def sim_version(name: str) -> str:
@@ -51,10 +53,6 @@ def sim_version(name: str) -> str:
     if not match:
         raise LookupError(f"{name} is not set in {SIM_MK}")
     return match.group(1)
-
-
-def deployment_name(component: str) -> str:
-    return f"species-classifier-{component}"
 
 
 @dataclass
@@ -167,10 +165,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, message: str, inte
 # --- renders -----------------------------------------------------------------------------------------
 
 
-def objects_of_kind(objects: Iterable[Manifest], kind: str) -> list[Manifest]:
-    return [obj for obj in objects if obj.get("kind") == kind]
-
-
 def into_namespace(objects: Iterable[Manifest], namespace: str) -> list[Manifest]:
     """A render moved into another namespace, so a modified copy never touches the real one.
 
@@ -188,16 +182,6 @@ def into_namespace(objects: Iterable[Manifest], namespace: str) -> list[Manifest
     return moved
 
 
-def pod_templates(objects: Iterable[Manifest]) -> Iterator[tuple[str, Manifest]]:
-    """Every pod an object set creates: each Deployment's and Job's template and each bare Pod (the helm test
-    hook)."""
-    for obj in objects:
-        if obj.get("kind") in ("Deployment", "Job"):
-            yield f"{obj['kind']}/{obj['metadata']['name']}", obj["spec"]["template"]
-        elif obj.get("kind") == "Pod":
-            yield f"Pod/{obj['metadata']['name']}", {"metadata": obj["metadata"], "spec": obj["spec"]}
-
-
 # --- checks ------------------------------------------------------------------------------------------
 
 
@@ -209,22 +193,22 @@ def pod_security_rejections(cp: ControlPlane, namespace: str, objects: Iterable[
     """
     objects = list(objects)
     # The ServiceAccount admission plugin runs first and wants the pods' ServiceAccounts to exist.
-    service_accounts = objects_of_kind(objects, "ServiceAccount")
+    service_accounts = of_kind(objects, "ServiceAccount")
     if service_accounts:
         cp.apply(into_namespace(copy.deepcopy(service_accounts), namespace))
     rejected: dict[str, str] = {}
-    for source, template in pod_templates(objects):
-        metadata = dict(template.get("metadata") or {})
+    for template in pod_templates(objects):
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"generateName": "psa-check-", "labels": metadata.get("labels", {})},
-            "spec": template["spec"],
+            "metadata": {"generateName": "psa-check-", "labels": template.labels},
+            "spec": template.spec,
         }
         try:
             cp.core.create_namespaced_pod(namespace, pod, dry_run="All")
         except ApiException as error:
-            rejected[source] = json.loads(error.body).get("message", error.body) if error.body else str(error)
+            message = json.loads(error.body).get("message", error.body) if error.body else str(error)
+            rejected[template.owner] = message
     return rejected
 
 

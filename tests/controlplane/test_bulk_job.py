@@ -16,6 +16,7 @@ from kubernetes import client
 
 from tests.controlplane import cluster
 from tests.packaging import render
+from tests.support import manifests
 
 BULK = "species-classifier-bulk"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
@@ -44,7 +45,7 @@ def test_a_restricted_namespace_admits_the_bulk_pods(
     control_plane: cluster.ControlPlane, scratch_namespace: str, name: str
 ) -> None:
     objects = _render(name)
-    assert f"Job/{BULK}" in [source for source, _ in cluster.pod_templates(objects)]
+    assert f"Job/{BULK}" in [pod.owner for pod in manifests.pod_templates(objects)]
     assert cluster.pod_security_rejections(control_plane, scratch_namespace, objects) == {}
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from tests.controlplane import cluster
 from tests.packaging import render
+from tests.support.manifests import VERSION, component_name, of_kind
 
 CHART = str(render.CHART)
 KIND_VALUES = str(render.CHART / "values-kind.yaml")
@@ -26,7 +27,7 @@ SERVICE_PORTS = {"gateway": {"http": 9696}, "serving": {"grpc": 8500, "http": 85
 def release_namespace(helm_ready: cluster.ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace of its own for each test's release, labelled like the kind overlay's Namespace (Pod
     Security restricted). `helm uninstall --wait` frees the kind values' NodePort 30080 for the next test."""
-    [namespace] = cluster.objects_of_kind(render.render_kustomize("kind"), "Namespace")
+    [namespace] = of_kind(render.render_kustomize("kind"), "Namespace")
     name = cluster.unique_namespace_name(request.node.name)
     helm_ready.create_namespace(name, labels=namespace["metadata"]["labels"])
     try:
@@ -52,8 +53,13 @@ def install(cp: cluster.ControlPlane, namespace: str, *extra: str) -> None:
     )
 
 
+def kind_image(component: str, tag: str = VERSION) -> str:
+    """The image values-kind.yaml runs, with the release's tag unless another is given."""
+    return f"docker.io/species-classifier/{component}:{tag}"
+
+
 def image_of(cp: cluster.ControlPlane, namespace: str, component: str) -> str:
-    dep = cp.apps.read_namespaced_deployment(cluster.deployment_name(component), namespace)
+    dep = cp.apps.read_namespaced_deployment(component_name(component), namespace)
     return str(dep.spec.template.spec.containers[0].image)
 
 
@@ -63,13 +69,13 @@ def test_helm_install_with_kind_values_rolls_out_both_workloads_behind_their_ser
     install(helm_ready, release_namespace)
 
     for component in cluster.COMPONENTS:
-        name = cluster.deployment_name(component)
+        name = component_name(component)
         cluster.wait_for_rollout(helm_ready, release_namespace, name)
         cluster.assert_service_endpoints_are_deployment_pods(
             helm_ready, release_namespace, name, name, SERVICE_PORTS[component]
         )
-    assert image_of(helm_ready, release_namespace, "gateway") == "docker.io/species-classifier/gateway:0.1.0"
-    assert image_of(helm_ready, release_namespace, "serving") == "docker.io/species-classifier/serving:0.1.0"
+    assert image_of(helm_ready, release_namespace, "gateway") == kind_image("gateway")
+    assert image_of(helm_ready, release_namespace, "serving") == kind_image("serving")
 
 
 def test_helm_test_creates_its_pod_in_the_restricted_namespace(
@@ -119,7 +125,7 @@ def test_helm_test_with_golden_images_mounts_them_from_a_hook_configmap_and_clea
 def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_a_ready_pod(
     helm_ready: cluster.ControlPlane, release_namespace: str
 ) -> None:
-    gateway = cluster.deployment_name("gateway")
+    gateway = component_name("gateway")
     # Three gateway replicas, so the rollout takes several surge-then-retire steps.
     install(helm_ready, release_namespace, "--set", "gateway.replicaCount=3")
     dep = cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
@@ -139,14 +145,14 @@ def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_
             "--set",
             "gateway.replicaCount=3",
             "--set",
-            "gateway.image.tag=0.1.1",
+            f"gateway.image.tag={cluster.NEXT_TAG}",
             "--wait",
             "--timeout",
             TIMEOUT,
         )
         dep = cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
 
-    assert image_of(helm_ready, release_namespace, "gateway") == "docker.io/species-classifier/gateway:0.1.1"
+    assert image_of(helm_ready, release_namespace, "gateway") == kind_image("gateway", cluster.NEXT_TAG)
     replicasets = cluster.owned_replicasets(helm_ready, release_namespace, dep)
     new = [rs for rs in replicasets if rs.metadata.name not in first_replicasets]
     assert len(new) == 1, "the upgrade did not create exactly one new ReplicaSet"
@@ -155,7 +161,7 @@ def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_
     lowest, desired = recorder.lowest_available(gateway)
     assert lowest >= desired, f"available gateway replicas fell to {lowest} of {desired} during the rollout"
     # The serving Deployment was not touched by a gateway-only change.
-    assert image_of(helm_ready, release_namespace, "serving") == "docker.io/species-classifier/serving:0.1.0"
+    assert image_of(helm_ready, release_namespace, "serving") == kind_image("serving")
 
     with cluster.WatchRecorder(helm_ready.apps.list_namespaced_deployment, release_namespace) as recorder:
         helm_ready.helm(
@@ -163,7 +169,7 @@ def test_helm_upgrade_of_an_image_tag_rolls_out_a_new_replicaset_without_losing_
         )
         cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
 
-    assert image_of(helm_ready, release_namespace, "gateway") == "docker.io/species-classifier/gateway:0.1.0"
+    assert image_of(helm_ready, release_namespace, "gateway") == kind_image("gateway")
     lowest, desired = recorder.lowest_available(gateway)
     assert lowest >= desired, f"available gateway replicas fell to {lowest} of {desired} during the rollback"
     history = helm_ready.helm("history", cluster.RELEASE, "-n", release_namespace, "-o", "json").stdout
@@ -203,7 +209,7 @@ def test_helm_uninstall_leaves_nothing_behind(
 def test_a_helm_upgrade_whose_pods_never_become_ready_fails_and_keeps_the_old_pods_serving(
     helm_ready: cluster.ControlPlane, release_namespace: str
 ) -> None:
-    gateway = cluster.deployment_name("gateway")
+    gateway = component_name("gateway")
     install(helm_ready, release_namespace)
     cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
     serving_before = {
@@ -235,4 +241,4 @@ def test_a_helm_upgrade_whose_pods_never_become_ready_fails_and_keeps_the_old_po
 
     helm_ready.helm("rollback", cluster.RELEASE, "1", "-n", release_namespace, "--wait", "--timeout", TIMEOUT)
     cluster.wait_for_rollout(helm_ready, release_namespace, gateway)
-    assert image_of(helm_ready, release_namespace, "gateway") == "docker.io/species-classifier/gateway:0.1.0"
+    assert image_of(helm_ready, release_namespace, "gateway") == kind_image("gateway")

@@ -9,7 +9,7 @@ import pytest
 
 from tests.controlplane import cluster
 from tests.packaging import render
-from tests.packaging.checks import get
+from tests.support.manifests import component_name, container, get
 
 OVERLAY = cluster.REPO / "k8s" / "overlays" / "kind"
 SERVICE_PORTS = {"gateway": {"http": 9696}, "serving": {"grpc": 8500, "http": 8501}}
@@ -29,9 +29,7 @@ def kind_overlay_applied(control_plane: cluster.ControlPlane) -> Iterator[cluste
 def test_the_deployment_rolls_out_with_every_replica_ready(
     kind_overlay_applied: cluster.ControlPlane, component: str
 ) -> None:
-    dep = cluster.wait_for_rollout(
-        kind_overlay_applied, cluster.NAMESPACE, cluster.deployment_name(component)
-    )
+    dep = cluster.wait_for_rollout(kind_overlay_applied, cluster.NAMESPACE, component_name(component))
 
     pods = cluster.deployment_pods(kind_overlay_applied, cluster.NAMESPACE, dep.metadata.name)
     assert len(pods) == dep.spec.replicas
@@ -45,9 +43,7 @@ def test_the_namespace_enforces_restricted_and_admitted_every_pod(
     assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
     for component in cluster.COMPONENTS:
-        dep = cluster.wait_for_rollout(
-            kind_overlay_applied, cluster.NAMESPACE, cluster.deployment_name(component)
-        )
+        dep = cluster.wait_for_rollout(kind_overlay_applied, cluster.NAMESPACE, component_name(component))
         for rs in cluster.owned_replicasets(kind_overlay_applied, cluster.NAMESPACE, dep):
             failures = [c.message for c in rs.status.conditions or [] if c.type == "ReplicaFailure"]
             assert failures == [], f"ReplicaSet {rs.metadata.name} could not create pods: {failures}"
@@ -57,7 +53,7 @@ def test_the_namespace_enforces_restricted_and_admitted_every_pod(
 def test_the_services_endpointslices_list_exactly_the_deployments_pods(
     kind_overlay_applied: cluster.ControlPlane, component: str
 ) -> None:
-    name = cluster.deployment_name(component)
+    name = component_name(component)
     cluster.wait_for_rollout(kind_overlay_applied, cluster.NAMESPACE, name)
 
     cluster.assert_service_endpoints_are_deployment_pods(
@@ -65,10 +61,21 @@ def test_the_services_endpointslices_list_exactly_the_deployments_pods(
     )
 
 
+def test_the_metrics_service_lists_every_gateway_pod_on_the_metrics_port(
+    kind_overlay_applied: cluster.ControlPlane,
+) -> None:
+    gateway = component_name("gateway")
+    cluster.wait_for_rollout(kind_overlay_applied, cluster.NAMESPACE, gateway)
+
+    cluster.assert_service_endpoints_are_deployment_pods(
+        kind_overlay_applied, cluster.NAMESPACE, f"{gateway}-metrics", gateway, {"metrics": 9697}
+    )
+
+
 def test_the_headless_serving_service_resolves_to_every_serving_pod(
     kind_overlay_applied: cluster.ControlPlane,
 ) -> None:
-    name = cluster.deployment_name("serving")
+    name = component_name("serving")
     cluster.wait_for_rollout(kind_overlay_applied, cluster.NAMESPACE, name)
     service = kind_overlay_applied.core.read_namespaced_service(name, cluster.NAMESPACE)
     assert service.spec.cluster_ip == "None"
@@ -94,9 +101,7 @@ def test_the_headless_serving_service_resolves_to_every_serving_pod(
 def test_the_gateway_service_is_published_on_node_port_30080(
     kind_overlay_applied: cluster.ControlPlane,
 ) -> None:
-    service = kind_overlay_applied.core.read_namespaced_service(
-        cluster.deployment_name("gateway"), cluster.NAMESPACE
-    )
+    service = kind_overlay_applied.core.read_namespaced_service(component_name("gateway"), cluster.NAMESPACE)
 
     assert service.spec.type == "NodePort"
     assert [(p.name, p.port, p.node_port) for p in service.spec.ports] == [("http", 80, 30080)]
@@ -109,7 +114,7 @@ def test_a_service_selector_that_matches_no_pod_leaves_the_service_without_endpo
     control_plane: cluster.ControlPlane, scratch_namespace: str
 ) -> None:
     objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
-    gateway = cluster.deployment_name("gateway")
+    gateway = component_name("gateway")
     service = get(objects, "Service", gateway)
     service["spec"]["selector"]["app.kubernetes.io/component"] = "gatewy"
     control_plane.apply(objects)
@@ -125,15 +130,15 @@ def test_a_service_selector_that_matches_both_workloads_lists_foreign_pods(
     control_plane: cluster.ControlPlane, scratch_namespace: str
 ) -> None:
     objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
-    serving = cluster.deployment_name("serving")
+    serving = component_name("serving")
     service = get(objects, "Service", serving)
     del service["spec"]["selector"]["app.kubernetes.io/component"]
     control_plane.apply(objects)
     for component in cluster.COMPONENTS:
-        cluster.wait_for_rollout(control_plane, scratch_namespace, cluster.deployment_name(component))
+        cluster.wait_for_rollout(control_plane, scratch_namespace, component_name(component))
     # The EndpointSlice controller catches up asynchronously: wait until it has seen the foreign pod, or the
     # check below could pass on a slice that lists only the serving pod so far.
-    gateway_pod = f"{cluster.deployment_name('gateway')}-"
+    gateway_pod = f"{component_name('gateway')}-"
     cluster.wait_until(
         lambda: any(
             name.startswith(gateway_pod)
@@ -153,11 +158,8 @@ def test_a_pod_template_that_is_not_restricted_is_rejected_and_never_rolls_out(
     control_plane: cluster.ControlPlane, scratch_namespace: str
 ) -> None:
     objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
-    gateway = cluster.deployment_name("gateway")
-    deployment = get(objects, "Deployment", gateway)
-    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = (
-        True
-    )
+    gateway = component_name("gateway")
+    container(objects, gateway)["securityContext"]["allowPrivilegeEscalation"] = True
     control_plane.apply(objects)
 
     with pytest.raises(AssertionError, match="violates PodSecurity"):
@@ -170,7 +172,7 @@ def test_a_rollout_allowed_to_take_a_pod_down_first_is_seen_below_the_desired_co
     # The counterpart of the helm upgrade test's `maxUnavailable: 0` check: the same recording, on a copy
     # whose strategy retires an old pod before starting a new one, does see the dip.
     objects = cluster.into_namespace(render.render_kustomize("kind"), scratch_namespace)
-    gateway = cluster.deployment_name("gateway")
+    gateway = component_name("gateway")
     deployment = get(objects, "Deployment", gateway)
     deployment["spec"]["replicas"] = 3
     deployment["spec"]["strategy"]["rollingUpdate"] = {"maxSurge": 0, "maxUnavailable": 1}
@@ -182,7 +184,7 @@ def test_a_rollout_allowed_to_take_a_pod_down_first_is_seen_below_the_desired_co
             "set",
             "image",
             f"deployment/{gateway}",
-            "gateway=docker.io/species-classifier/gateway:0.1.1",
+            f"gateway=docker.io/species-classifier/gateway:{cluster.NEXT_TAG}",
             "-n",
             scratch_namespace,
         )

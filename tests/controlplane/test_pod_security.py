@@ -12,6 +12,7 @@ import pytest
 
 from tests.controlplane import cluster
 from tests.packaging import render
+from tests.support.manifests import component_name, container, pod_spec, pod_templates
 
 RENDERS: dict[str, Callable[[], list[render.Manifest]]] = {
     "kustomize-kind": lambda: render.render_kustomize("kind"),
@@ -33,7 +34,7 @@ def test_every_pod_of_the_render_is_admitted_by_a_restricted_namespace(
     control_plane: cluster.ControlPlane, scratch_namespace: str, name: str
 ) -> None:
     objects = _render(name)
-    sources = [source for source, _ in cluster.pod_templates(objects)]
+    sources = [pod.owner for pod in pod_templates(objects)]
     assert {f"Deployment/species-classifier-{c}" for c in cluster.COMPONENTS} <= set(sources)
 
     assert cluster.pod_security_rejections(control_plane, scratch_namespace, objects) == {}
@@ -43,12 +44,9 @@ def test_a_pod_that_may_escalate_privileges_is_rejected_by_a_restricted_namespac
     control_plane: cluster.ControlPlane, scratch_namespace: str
 ) -> None:
     objects = render.render_kustomize("kind")
-    serving = next(
-        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("serving")
-    )
-    container = serving["spec"]["template"]["spec"]["containers"][0]
-    container["securityContext"]["allowPrivilegeEscalation"] = True
-    del container["securityContext"]["capabilities"]
+    serving = container(objects, component_name("serving"))
+    serving["securityContext"]["allowPrivilegeEscalation"] = True
+    del serving["securityContext"]["capabilities"]
 
     rejected = cluster.pod_security_rejections(control_plane, scratch_namespace, objects)
 
@@ -61,10 +59,7 @@ def test_a_pod_that_may_run_as_root_is_rejected_by_a_restricted_namespace(
     control_plane: cluster.ControlPlane, scratch_namespace: str
 ) -> None:
     objects = render.render_kustomize("kind")
-    gateway = next(
-        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("gateway")
-    )
-    pod_security = gateway["spec"]["template"]["spec"]["securityContext"]
+    pod_security = pod_spec(objects, component_name("gateway"))["securityContext"]
     del pod_security["runAsNonRoot"]
     del pod_security["runAsUser"]
 

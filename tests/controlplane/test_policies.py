@@ -14,7 +14,8 @@ import pytest
 from kubernetes import client
 
 from tests.controlplane import cluster
-from tests.packaging import render
+from tests.packaging import checks, render
+from tests.support.manifests import component_name, of_kind
 
 OVERLAY = cluster.REPO / "k8s" / "overlays" / "eks"
 # The HPA controller syncs every 15 s (kube-controller-manager --horizontal-pod-autoscaler-sync-period).
@@ -26,7 +27,7 @@ def _apply_eks_overlay(cp: cluster.ControlPlane) -> None:
 
 
 def _install_chart_with_eks_values(cp: cluster.ControlPlane) -> None:
-    [namespace] = cluster.objects_of_kind(render.render_kustomize("eks"), "Namespace")
+    [namespace] = of_kind(render.render_kustomize("eks"), "Namespace")
     cp.create_namespace(cluster.NAMESPACE, labels=namespace["metadata"]["labels"])
     result = cp.helm(
         "install",
@@ -66,7 +67,7 @@ def eks_overlay_applied(
         else:
             _install_chart_with_eks_values(control_plane)
         for component in cluster.COMPONENTS:
-            cluster.wait_for_rollout(control_plane, cluster.NAMESPACE, cluster.deployment_name(component))
+            cluster.wait_for_rollout(control_plane, cluster.NAMESPACE, component_name(component))
         yield control_plane
     finally:
         if request.param == "kustomize-eks":
@@ -104,8 +105,7 @@ def pods_selected(cp: cluster.ControlPlane, namespace: str, match_labels: dict[s
 
 def deployment_pod_names(cp: cluster.ControlPlane, component: str) -> set[str]:
     return {
-        p.metadata.name
-        for p in cluster.deployment_pods(cp, cluster.NAMESPACE, cluster.deployment_name(component))
+        p.metadata.name for p in cluster.deployment_pods(cp, cluster.NAMESPACE, component_name(component))
     }
 
 
@@ -113,7 +113,7 @@ def deployment_pod_names(cp: cluster.ControlPlane, component: str) -> set[str]:
 def test_the_hpa_can_read_the_scale_of_its_deployment(
     eks_overlay_applied: cluster.ControlPlane, component: str
 ) -> None:
-    name = cluster.deployment_name(component)
+    name = component_name(component)
 
     hpa = hpa_able_to_scale(eks_overlay_applied, cluster.NAMESPACE, name)
 
@@ -126,7 +126,7 @@ def test_the_hpa_can_read_the_scale_of_its_deployment(
 def test_the_pdb_counts_exactly_the_deployments_pods_and_allows_one_disruption(
     eks_overlay_applied: cluster.ControlPlane, component: str
 ) -> None:
-    name = cluster.deployment_name(component)
+    name = component_name(component)
     policy = client.PolicyV1Api(eks_overlay_applied.api)
     dep = eks_overlay_applied.apps.read_namespaced_deployment(name, cluster.NAMESPACE)
 
@@ -149,47 +149,84 @@ def test_the_serving_network_policy_admits_only_gateway_pods_to_the_grpc_port(
     eks_overlay_applied: cluster.ControlPlane,
 ) -> None:
     networking = client.NetworkingV1Api(eks_overlay_applied.api)
-    policy = networking.read_namespaced_network_policy(cluster.deployment_name("serving"), cluster.NAMESPACE)
+    policy = networking.read_namespaced_network_policy(component_name("serving"), cluster.NAMESPACE)
 
     assert pods_selected(eks_overlay_applied, cluster.NAMESPACE, policy.spec.pod_selector.match_labels) == (
         deployment_pod_names(eks_overlay_applied, "serving")
     )
-    assert policy.spec.policy_types == ["Ingress"]
+    # Egress restricted, with no rule: TF Serving pods may send nothing.
+    assert policy.spec.policy_types == ["Ingress", "Egress"]
+    assert not policy.spec.egress
     [rule] = policy.spec.ingress
     [peer] = rule.var_from
     assert pods_selected(eks_overlay_applied, cluster.NAMESPACE, peer.pod_selector.match_labels) == (
         deployment_pod_names(eks_overlay_applied, "gateway")
     )
     # A named port resolves against each selected pod's container ports.
-    serving_pod = cluster.deployment_pods(
-        eks_overlay_applied, cluster.NAMESPACE, cluster.deployment_name("serving")
-    )[0]
-    container_ports = {p.name: p.container_port for c in serving_pod.spec.containers for p in c.ports}
-    assert [container_ports.get(p.port, p.port) for p in rule.ports] == [8500]
+    ports = container_ports(eks_overlay_applied, "serving")
+    assert [ports.get(p.port, p.port) for p in rule.ports] == [8500]
 
 
-def test_the_gateway_network_policy_selects_the_gateway_pods_and_opens_port_9696(
+def container_ports(cp: cluster.ControlPlane, component: str) -> dict[str, int]:
+    """Named container ports of a live pod of the component, as the API server stored it."""
+    pod = cluster.deployment_pods(cp, cluster.NAMESPACE, component_name(component))[0]
+    return {p.name: p.container_port for c in pod.spec.containers for p in c.ports}
+
+
+def test_the_gateway_network_policy_opens_http_to_all_and_metrics_to_pods_in_the_cluster(
     eks_overlay_applied: cluster.ControlPlane,
 ) -> None:
     networking = client.NetworkingV1Api(eks_overlay_applied.api)
-    policy = networking.read_namespaced_network_policy(cluster.deployment_name("gateway"), cluster.NAMESPACE)
+    policy = networking.read_namespaced_network_policy(component_name("gateway"), cluster.NAMESPACE)
 
     assert pods_selected(eks_overlay_applied, cluster.NAMESPACE, policy.spec.pod_selector.match_labels) == (
         deployment_pod_names(eks_overlay_applied, "gateway")
     )
-    gateway_pod = cluster.deployment_pods(
-        eks_overlay_applied, cluster.NAMESPACE, cluster.deployment_name("gateway")
-    )[0]
-    container_ports = {p.name: p.container_port for c in gateway_pod.spec.containers for p in c.ports}
-    opened = {container_ports.get(p.port, p.port) for rule in policy.spec.ingress for p in rule.ports or []}
-    assert opened == {9696}
+    ports = container_ports(eks_overlay_applied, "gateway")
+    opened = {ports.get(p.port, p.port): rule.var_from for rule in policy.spec.ingress for p in rule.ports}
+    assert set(opened) == {9696, 9697}
+    assert opened[9696] is None, "the HTTP port admits every source"
+    [peer] = opened[9697]
+    # An empty namespaceSelector: every pod in every namespace, and nothing from outside the cluster.
+    assert peer.ip_block is None
+    assert peer.pod_selector is None
+    assert not peer.namespace_selector.match_labels
+    assert not peer.namespace_selector.match_expressions
+
+
+def test_the_gateway_may_send_only_to_tf_serving_dns_and_public_addresses_on_the_fetch_ports(
+    eks_overlay_applied: cluster.ControlPlane,
+) -> None:
+    networking = client.NetworkingV1Api(eks_overlay_applied.api)
+    policy = networking.read_namespaced_network_policy(component_name("gateway"), cluster.NAMESPACE)
+    assert "Egress" in policy.spec.policy_types
+
+    serving_rule, dns_rule, public_rule = policy.spec.egress
+    [serving_peer] = serving_rule.to
+    assert pods_selected(eks_overlay_applied, cluster.NAMESPACE, serving_peer.pod_selector.match_labels) == (
+        deployment_pod_names(eks_overlay_applied, "serving")
+    )
+    assert [(p.port, p.protocol) for p in serving_rule.ports] == [(8500, "TCP")]
+    [dns_peer] = dns_rule.to
+    assert dns_peer.namespace_selector.match_labels == {"kubernetes.io/metadata.name": "kube-system"}
+    assert sorted((p.port, p.protocol) for p in dns_rule.ports) == [(53, "TCP"), (53, "UDP")]
+    # What the API server stored is what the gateway Deployment it runs was told: the same fetch ports.
+    blocks = [peer.ip_block for peer in public_rule.to]
+    assert {b.cidr for b in blocks} == {"0.0.0.0/0", "::/0"}
+    for block in blocks:
+        assert checks.non_public_reached({"cidr": block.cidr, "except": block._except}) == [], block.cidr
+    name = component_name("gateway")
+    gateway = eks_overlay_applied.apps.read_namespaced_deployment(name, cluster.NAMESPACE)
+    env = gateway.spec.template.spec.containers[0].env
+    [fetch_ports] = [e.value for e in env if e.name == "FETCH_ALLOWED_PORTS"]
+    assert fetch_ports == ",".join(str(p.port) for p in public_rule.ports)
 
 
 def test_an_hpa_whose_target_does_not_exist_is_reported_unable_to_scale(
     control_plane: cluster.ControlPlane, scratch_namespace: str
 ) -> None:
     hpas = cluster.into_namespace(
-        cluster.objects_of_kind(render.render_kustomize("eks"), "HorizontalPodAutoscaler"), scratch_namespace
+        of_kind(render.render_kustomize("eks"), "HorizontalPodAutoscaler"), scratch_namespace
     )
     hpa = hpas[0]
     hpa["spec"]["scaleTargetRef"]["name"] += "-typo"
@@ -203,7 +240,7 @@ def test_an_hpa_whose_target_does_not_exist_is_reported_unable_to_scale(
 def test_with_two_replicas_the_service_lists_both_pods_spread_over_nodes(
     eks_overlay_applied: cluster.ControlPlane, component: str
 ) -> None:
-    name = cluster.deployment_name(component)
+    name = component_name(component)
     ports = {"gateway": {"http": 9696}, "serving": {"grpc": 8500, "http": 8501}}[component]
 
     cluster.assert_service_endpoints_are_deployment_pods(

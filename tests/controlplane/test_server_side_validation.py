@@ -9,6 +9,7 @@ import pytest
 
 from tests.controlplane import cluster
 from tests.packaging import render
+from tests.support.manifests import component_name, get, of_kind
 
 # Kinds whose API comes from a CRD this control plane does not have (the Prometheus Operator's).
 NOT_SERVED_GROUPS = ("monitoring.coreos.com/",)
@@ -53,7 +54,7 @@ def test_the_api_server_accepts_every_object_of_the_render(
     assert served, f"{name} rendered nothing"
     # The helm test Pod is admitted only if its ServiceAccount exists, as it does when the hook runs after
     # an install; a dry run creates nothing, so the render's ServiceAccounts are created for real first.
-    service_accounts = cluster.objects_of_kind(served, "ServiceAccount")
+    service_accounts = of_kind(served, "ServiceAccount")
     if service_accounts:
         control_plane.apply(service_accounts)
 
@@ -69,7 +70,7 @@ def test_a_render_with_an_invalid_field_is_rejected_by_the_server(
     control_plane: cluster.ControlPlane, target_namespace: str
 ) -> None:
     objects = render.render_kustomize("kind")
-    service = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"].endswith("gateway"))
+    service = get(objects, "Service", component_name("gateway"))
     service["spec"]["ports"][0]["port"] = 70000
 
     result = control_plane.apply(objects, "--dry-run=server", check=False)

@@ -8,11 +8,11 @@ real renders and non-empty on deliberately broken copies, so every check is show
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import math
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import importlib_resources
@@ -20,7 +20,18 @@ import jsonschema
 import kubernetes_validate
 import referencing
 
-Manifest = dict[str, Any]
+from tests.support.manifests import (
+    VERSION,
+    Manifest,
+    PodTemplate,
+    component_pods,
+    find,
+    is_hook,
+    name_of,
+    of_kind,
+    pod_templates,
+)
+
 Problems = list[str]
 
 # Kubernetes minors every object is validated against: the three newest that kubernetes-validate 1.37.0
@@ -34,34 +45,8 @@ COMMON_LABELS = {
     f"{PREFIX}name": "species-classifier",
     f"{PREFIX}instance": "species-classifier",
     f"{PREFIX}part-of": "species-classifier",
-    f"{PREFIX}version": "0.1.0",
+    f"{PREFIX}version": VERSION,
 }
-HOOK_ANNOTATION = "helm.sh/hook"
-
-
-def name_of(obj: Manifest) -> str:
-    return f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-
-
-def of_kind(objs: list[Manifest], kind: str) -> list[Manifest]:
-    return [o for o in objs if o.get("kind") == kind]
-
-
-def find(objs: list[Manifest], kind: str, name: str) -> Manifest | None:
-    return next((o for o in of_kind(objs, kind) if o["metadata"]["name"] == name), None)
-
-
-def get(objs: list[Manifest], kind: str, name: str) -> Manifest:
-    """The one `kind`/`name` object of a render; fails naming what was rendered instead."""
-    obj = find(objs, kind, name)
-    assert obj is not None, (
-        f"{kind}/{name} not rendered; got {[o['kind'] + '/' + o['metadata']['name'] for o in objs]}"
-    )
-    return obj
-
-
-def is_hook(obj: Manifest) -> bool:
-    return HOOK_ANNOTATION in (obj.get("metadata", {}).get("annotations") or {})
 
 
 # --- schema ------------------------------------------------------------------------------------------
@@ -134,38 +119,6 @@ def unvalidated_kinds(objs: list[Manifest], version: str) -> list[str]:
 
 
 # --- pods and selectors ------------------------------------------------------------------------------
-
-
-@dataclass
-class PodTemplate:
-    owner: str  # "Deployment/x" or "Pod/y"
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    spec: dict[str, Any]
-    hook: bool
-
-
-def pod_templates(objs: list[Manifest]) -> list[PodTemplate]:
-    """Pod templates of Deployments and Jobs plus bare Pods (such as the chart's `helm test` pod)."""
-    found = []
-    for obj in objs:
-        if obj.get("kind") in ("Deployment", "Job"):
-            template = obj["spec"]["template"]
-        elif obj.get("kind") == "Pod":
-            template = obj
-        else:
-            continue
-        meta = template.get("metadata") or {}
-        found.append(
-            PodTemplate(
-                owner=name_of(obj),
-                labels=meta.get("labels") or {},
-                annotations=meta.get("annotations") or {},
-                spec=template.get("spec") or {},
-                hook=is_hook(obj),
-            )
-        )
-    return found
 
 
 def all_containers(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -518,14 +471,6 @@ def check_hardening(objs: list[Manifest]) -> Problems:
 # --- NetworkPolicy, HPA, PDB -------------------------------------------------------------------------
 
 
-def component_pods(objs: list[Manifest], component: str) -> list[PodTemplate]:
-    return [
-        p
-        for p in pod_templates(objs)
-        if p.owner.startswith("Deployment/") and p.labels.get(f"{PREFIX}component") == component
-    ]
-
-
 def _rule_opens(rule: dict[str, Any], port_numbers: set[int | str]) -> bool:
     ports = rule.get("ports") or []
     return not ports or any(p.get("port") is None or p.get("port") in port_numbers for p in ports)
@@ -571,6 +516,208 @@ def check_serving_network_policy(objs: list[Manifest]) -> Problems:
     if not gateway_allowed:
         problems.append("no NetworkPolicy rule lets the gateway pods reach the serving gRPC port")
     return problems
+
+
+def _policies_for(objs: list[Manifest], pod: PodTemplate, policy_type: str) -> list[Manifest]:
+    """NetworkPolicies that select `pod` and restrict `policy_type` (Ingress or Egress) for it."""
+    return [
+        np
+        for np in of_kind(objs, "NetworkPolicy")
+        if selector_matches(np["spec"].get("podSelector"), pod.labels)
+        and policy_type in (np["spec"].get("policyTypes") or ["Ingress"])
+    ]
+
+
+def _rule_ports(rule: dict[str, Any]) -> set[tuple[int | str, str]]:
+    return {(p.get("port"), p.get("protocol", "TCP")) for p in rule.get("ports") or []}
+
+
+# What "public addresses" must leave out: one network per class the gateway's URL guard refuses (private,
+# loopback, link-local with cloud metadata, CGNAT, multicast, reserved, IPv6 forms carrying an IPv4 address).
+NON_PUBLIC = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::1/128",
+        "::ffff:0:0/96",
+        "64:ff9b::/96",
+        "2001::/32",
+        "2002::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+DNS_PORTS = {(53, "UDP"), (53, "TCP")}
+SERVING_GRPC = {(8500, "TCP")}
+
+
+def _kube_system_pods(peer: dict[str, Any]) -> bool:
+    """The peer is a non-empty pod selection inside kube-system only (where CoreDNS runs)."""
+    namespaces = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
+    return namespaces == {"kubernetes.io/metadata.name": "kube-system"} and bool(peer.get("podSelector"))
+
+
+def non_public_reached(block: dict[str, Any]) -> list[str]:
+    network = ipaddress.ip_network(block["cidr"])
+    excepted = [ipaddress.ip_network(e) for e in block.get("except") or []]
+    return [
+        str(bad)
+        for bad in NON_PUBLIC
+        if bad.version == network.version
+        and bad.overlaps(network)
+        and not any(e.version == bad.version and bad.subnet_of(e) for e in excepted)
+    ]
+
+
+def check_gateway_egress(objs: list[Manifest]) -> Problems:
+    """The gateway pods' egress is fenced as documented: TF Serving's pods on gRPC 8500, DNS pods in
+    kube-system on 53, public addresses (ipBlocks leaving out every non-public range) on TCP; every rule names
+    its peers and ports, so none allows every destination or every port."""
+    gateway, serving = component_pods(objs, "gateway"), component_pods(objs, "serving")
+    if not gateway or not serving:
+        return ["render lacks a serving or a gateway Deployment"]
+    policies = _policies_for(objs, gateway[0], "Egress")
+    if not policies:
+        return ["no NetworkPolicy restricts the gateway pods' egress"]
+    problems: Problems = []
+    reaches = set()
+    for np in policies:
+        for index, rule in enumerate(np["spec"].get("egress") or []):
+            where = f"{name_of(np)} egress rule {index}"
+            peers, ports = rule.get("to") or [], _rule_ports(rule)
+            if not peers:
+                problems.append(f"{where} has no `to`: it allows every destination")
+                continue
+            if not ports:
+                problems.append(f"{where} has no `ports`: it allows every port")
+            for peer in peers:
+                if "ipBlock" in peer:
+                    reached = non_public_reached(peer["ipBlock"])
+                    if reached:
+                        problems.append(
+                            f"{where} ipBlock {peer['ipBlock']['cidr']} reaches non-public {reached}"
+                        )
+                    if any(protocol != "TCP" for _, protocol in ports):
+                        problems.append(f"{where} opens public addresses to {sorted(ports)}, not TCP only")
+                    reaches.add("public")
+                elif "namespaceSelector" not in peer and all(
+                    selector_matches(peer.get("podSelector"), s.labels) for s in serving
+                ):
+                    if any(selector_matches(peer.get("podSelector"), g.labels) for g in gateway):
+                        problems.append(f"{where} peer {peer} also selects the gateway pods")
+                    if ports != SERVING_GRPC:
+                        problems.append(f"{where} opens {sorted(ports)} on the serving pods, not gRPC 8500")
+                    reaches.add("serving")
+                elif _kube_system_pods(peer):
+                    if not ports <= DNS_PORTS:
+                        problems.append(f"{where} opens {sorted(ports)} in kube-system, not DNS (53)")
+                    reaches.add("dns")
+                else:
+                    problems.append(f"{where} lets the gateway reach {peer}")
+    for needed in ("serving", "dns", "public"):
+        if needed not in reaches:
+            problems.append(f"no egress rule lets the gateway pods reach {needed}")
+    return problems
+
+
+def fetch_allowed_ports(objs: list[Manifest], container: dict[str, Any]) -> set[int] | None:
+    """The ports a gateway container's FETCH_ALLOWED_PORTS names; None when unset or not literal."""
+    var = next((e for e in container.get("env") or [] if e["name"] == "FETCH_ALLOWED_PORTS"), None)
+    value = None if var is None else env_value(objs, var)
+    if value is None:
+        return None
+    return {int(port) for port in value.split(",") if port.strip()}
+
+
+def check_fetch_ports_agree(objs: list[Manifest]) -> Problems:
+    """The gateway's FETCH_ALLOWED_PORTS are exactly the ports its egress NetworkPolicy opens to public
+    addresses: the fetcher refuses what the fence would allow, and the fence blocks nothing it would try."""
+    problems: Problems = []
+    pods = component_pods(objs, "gateway")
+    if not pods:
+        return ["render lacks a gateway Deployment"]
+    for pod in pods:
+        container = next((c for c in pod.spec.get("containers") or [] if c["name"] == "gateway"), {})
+        allowed = fetch_allowed_ports(objs, container)
+        if allowed is None:
+            problems.append(f"{pod.owner} sets no literal FETCH_ALLOWED_PORTS")
+            continue
+        opened = {
+            int(port)
+            for np in _policies_for(objs, pod, "Egress")
+            for rule in np["spec"].get("egress") or []
+            if any("ipBlock" in peer for peer in rule.get("to") or [])
+            for port, _ in _rule_ports(rule)
+            if isinstance(port, int)
+        }
+        if allowed != opened:
+            problems.append(
+                f"{pod.owner} FETCH_ALLOWED_PORTS {sorted(allowed)} but its egress to public addresses opens "
+                f"{sorted(opened)}"
+            )
+    return problems
+
+
+def _target_container_port(target: int | str, pod: PodTemplate) -> dict[str, Any] | None:
+    key = "containerPort" if isinstance(target, int) else "name"
+    return next((p for p in container_ports(pod) if p.get(key) == target), None)
+
+
+def check_metrics_off_public_services(objs: list[Manifest]) -> Problems:
+    """The gateway's metrics port sits behind a ClusterIP Service only: no NodePort or LoadBalancer Service
+    publishes it, and a gateway behind a load balancer serves no /metrics on its HTTP port either."""
+    problems: Problems = []
+    internal = False
+    for svc in of_kind(objs, "Service"):
+        kind = svc["spec"].get("type", "ClusterIP")
+        pods = [p for p in service_pods(svc, objs) if not p.hook]
+        for port in svc["spec"].get("ports") or []:
+            target = port.get("targetPort", port.get("port"))
+            for pod in pods:
+                declared = _target_container_port(target, pod) or {}
+                if declared.get("name") != "metrics":
+                    continue
+                if kind == "ClusterIP":
+                    internal = True
+                else:
+                    problems.append(f"{name_of(svc)} ({kind}) publishes the metrics port of {pod.owner}")
+        if kind != "LoadBalancer":
+            continue
+        for pod in pods:
+            for c in pod.spec.get("containers") or []:
+                on_main = next((e for e in c.get("env") or [] if e["name"] == "METRICS_ON_MAIN_PORT"), None)
+                if c["name"] == "gateway" and (on_main is None or env_value(objs, on_main) != "false"):
+                    problems.append(
+                        f"{name_of(svc)} is a load balancer in front of {pod.owner}, which serves /metrics "
+                        "on its HTTP port (METRICS_ON_MAIN_PORT is not false)"
+                    )
+    if not internal:
+        problems.append("no ClusterIP Service exposes the gateway's metrics port")
+    return problems
+
+
+def check_serving_egress(objs: list[Manifest]) -> Problems:
+    """A NetworkPolicy denies the TF Serving pods every egress (policyTypes Egress, no egress rules)."""
+    serving = component_pods(objs, "serving")
+    if not serving:
+        return ["render lacks a serving Deployment"]
+    policies = _policies_for(objs, serving[0], "Egress")
+    if not policies:
+        return ["no NetworkPolicy restricts the serving pods' egress"]
+    return [
+        f"{name_of(np)} lets the serving pods send to {rule.get('to', 'anywhere')}"
+        for np in policies
+        for rule in np["spec"].get("egress") or []
+    ]
 
 
 def check_autoscaling_and_budgets(objs: list[Manifest]) -> Problems:
@@ -661,6 +808,10 @@ CROSS_CHECKS: dict[str, Callable[[list[Manifest]], Problems]] = {
     "pod_security_restricted": check_pod_security_restricted,
     "hardening": check_hardening,
     "serving_network_policy": check_serving_network_policy,
+    "serving_egress": check_serving_egress,
+    "gateway_egress": check_gateway_egress,
+    "fetch_ports_agree": check_fetch_ports_agree,
+    "metrics_off_public_services": check_metrics_off_public_services,
     "autoscaling_and_budgets": check_autoscaling_and_budgets,
     "images_pinned": check_images_pinned,
 }

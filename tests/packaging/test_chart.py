@@ -16,8 +16,20 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.packaging import render
-from tests.packaging.checks import Manifest, find, get, is_hook, of_kind
+from tests.packaging import checks, render
+from tests.support.manifests import (
+    VERSION,
+    Manifest,
+    chart_metadata,
+    container,
+    env,
+    find,
+    get,
+    is_hook,
+    of_kind,
+    pod_spec,
+    ports_by_name,
+)
 
 pytestmark = pytest.mark.packaging
 
@@ -30,6 +42,15 @@ VALUES_FILES = [
 ]
 GATEWAY = "species-classifier-gateway"
 SERVING = "species-classifier-serving"
+CHART_SET_GATEWAY_ENV = [
+    "TF_SERVING_HOST",
+    "MODEL_NAME",
+    "DECODE_CONCURRENCY",
+    "MEMORY_LIMIT_BYTES",
+    "FETCH_ALLOWED_PORTS",
+    "METRICS_ON_MAIN_PORT",
+    "DOCS_ENABLED",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -47,14 +68,6 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
 
 def chart(*set_values: str, values: tuple[str, ...] = (), release: str = render.RELEASE) -> list[Manifest]:
     return render.render_chart(values, set_values, release=release)
-
-
-def container(objs: list[Manifest], deployment: str) -> dict[str, Any]:
-    return get(objs, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
-
-
-def env(container_spec: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container_spec.get("env", [])}
 
 
 def workloads(objs: list[Manifest]) -> list[Manifest]:
@@ -219,13 +232,14 @@ def test_selectors_never_carry_the_chart_version() -> None:
             "app.kubernetes.io/instance",
             "app.kubernetes.io/component",
         }
-    assert all(o["metadata"]["labels"]["helm.sh/chart"] == "species-classifier-0.1.0" for o in objs)
+    chart_label = f"species-classifier-{chart_metadata()['version']}"
+    assert all(o["metadata"]["labels"]["helm.sh/chart"] == chart_label for o in objs)
 
 
 def test_without_chart_service_accounts_the_pods_use_the_namespace_default() -> None:
     objs = chart("serviceAccount.create=false")
     assert not of_kind(objs, "ServiceAccount")
-    pod = get(objs, "Deployment", GATEWAY)["spec"]["template"]["spec"]
+    pod = pod_spec(objs, GATEWAY)
     assert pod["serviceAccountName"] == "default"
     assert pod["automountServiceAccountToken"] is False
 
@@ -235,8 +249,9 @@ def test_without_chart_service_accounts_the_pods_use_the_namespace_default() -> 
 
 def test_an_empty_tag_defaults_to_the_chart_app_version() -> None:
     objs = chart()
-    assert container(objs, GATEWAY)["image"] == "docker.io/species-classifier/gateway:0.1.0"
-    assert container(objs, SERVING)["image"] == "docker.io/species-classifier/serving:0.1.0"
+    assert container(objs, GATEWAY)["image"] == f"docker.io/species-classifier/gateway:{VERSION}"
+    assert container(objs, SERVING)["image"] == f"docker.io/species-classifier/serving:{VERSION}"
+    assert {o["metadata"]["labels"]["app.kubernetes.io/version"] for o in objs} == {VERSION}
 
 
 def test_an_image_digest_pins_the_image_by_digest() -> None:
@@ -339,7 +354,7 @@ def test_the_eks_values_run_two_replicas_of_each_with_autoscaling_and_budgets() 
 
 
 def test_the_eks_graceful_shutdown_fits_in_the_grace_period() -> None:
-    pod = get(chart(values=("values-eks.yaml",)), "Deployment", GATEWAY)["spec"]["template"]["spec"]
+    pod = pod_spec(chart(values=("values-eks.yaml",)), GATEWAY)
     sleep = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert sleep < pod["terminationGracePeriodSeconds"]
 
@@ -352,6 +367,151 @@ def test_the_serving_network_policy_opens_the_metrics_port_only_when_asked() -> 
     assert {"from": [peer], "ports": [{"port": "http", "protocol": "TCP"}]} in opened
 
 
+def gateway_policy(objs: list[Manifest]) -> dict[str, Any]:
+    spec: dict[str, Any] = get(objs, "NetworkPolicy", GATEWAY)["spec"]
+    return spec
+
+
+def public_rules(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in policy.get("egress", []) if any("ipBlock" in peer for peer in r["to"])]
+
+
+def test_the_gateway_egress_policy_reaches_tf_serving_dns_and_public_addresses_only() -> None:
+    objs = chart()
+    policy = gateway_policy(objs)
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    serving, dns, public = policy["egress"]
+    serving_pods = get(objs, "Deployment", SERVING)["spec"]["selector"]
+    assert serving == {"to": [{"podSelector": serving_pods}], "ports": [{"port": 8500, "protocol": "TCP"}]}
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert [peer["ipBlock"]["cidr"] for peer in public["to"]] == ["0.0.0.0/0", "::/0"]
+    assert public["ports"] == [{"port": 80, "protocol": "TCP"}, {"port": 443, "protocol": "TCP"}]
+    assert not checks.check_gateway_egress(objs)
+
+
+def test_one_value_sets_the_fetch_ports_of_the_gateway_and_of_its_egress_policy() -> None:
+    objs = chart("gateway.fetch.allowedPorts={443,8443}")
+    assert env(container(objs, GATEWAY))["FETCH_ALLOWED_PORTS"] == "443,8443"
+    [public] = public_rules(gateway_policy(objs))
+    assert [p["port"] for p in public["ports"]] == [443, 8443]
+    assert not checks.check_fetch_ports_agree(objs)
+
+
+def test_fetch_ports_set_through_gateway_env_are_refused() -> None:
+    for assignment in ("gateway.env.FETCH_ALLOWED_PORTS=22", "gateway.extraEnv[0].name=FETCH_ALLOWED_PORTS"):
+        result = helm("template", "x", str(CHART), "--set", assignment)
+        assert result.returncode != 0, assignment
+        assert "gateway.env/extraEnv must not set FETCH_ALLOWED_PORTS" in result.stderr
+
+
+def test_the_values_schema_refuses_fetch_ports_that_are_no_ports() -> None:
+    for ports in ("{0}", "{70000}", "{80,80}", "{http}"):
+        result = helm("template", "x", str(CHART), "--set", f"gateway.fetch.allowedPorts={ports}")
+        assert result.returncode != 0, ports
+        assert "/gateway/fetch/allowedPorts" in result.stderr, result.stderr
+
+
+def values_file(tmp_path: Path, values: dict[str, Any]) -> str:
+    """A values file holding `values` (`--set` cannot write an empty list)."""
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def test_an_empty_peer_list_drops_its_egress_rule_instead_of_allowing_every_destination(
+    tmp_path: Path,
+) -> None:
+    empty = {"gateway": {"networkPolicy": {"egress": {"dnsTo": [], "fetchTo": []}}}}
+    policy = gateway_policy(chart(values=(values_file(tmp_path, empty),)))
+    assert "Egress" in policy["policyTypes"]
+    assert [rule["ports"] for rule in policy["egress"]] == [[{"port": 8500, "protocol": "TCP"}]]
+    assert all(rule.get("to") for rule in policy["egress"])
+
+
+def test_extra_egress_rules_widen_the_fence_and_disabling_egress_opens_it() -> None:
+    extra = {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 4317, "protocol": "TCP"}]}
+    widened = gateway_policy(
+        chart(
+            "gateway.networkPolicy.egress.extraRules[0].to[0].ipBlock.cidr=10.20.0.0/16",
+            "gateway.networkPolicy.egress.extraRules[0].ports[0].port=4317",
+            "gateway.networkPolicy.egress.extraRules[0].ports[0].protocol=TCP",
+        )
+    )
+    assert widened["egress"][-1] == extra
+    assert len(widened["egress"]) == 4
+    opened = gateway_policy(chart("gateway.networkPolicy.egress.enabled=false"))
+    assert opened["policyTypes"] == ["Ingress"]
+    assert "egress" not in opened
+
+
+def test_tf_serving_may_send_nothing_unless_rules_are_added() -> None:
+    closed = get(chart(), "NetworkPolicy", SERVING)["spec"]
+    assert closed["policyTypes"] == ["Ingress", "Egress"]
+    assert "egress" not in closed
+    opened = get(
+        chart(
+            "serving.networkPolicy.egress.extraRules[0].to[0].ipBlock.cidr=0.0.0.0/0",
+            "serving.networkPolicy.egress.extraRules[0].ports[0].port=443",
+        ),
+        "NetworkPolicy",
+        SERVING,
+    )["spec"]
+    assert opened["egress"] == [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443}]}]
+    assert get(chart("serving.networkPolicy.egress.enabled=false"), "NetworkPolicy", SERVING)["spec"][
+        "policyTypes"
+    ] == ["Ingress"]
+
+
+def test_the_metrics_port_admits_any_pod_in_the_cluster_by_default_and_can_be_closed(tmp_path: Path) -> None:
+    ingress = gateway_policy(chart())["ingress"]
+    assert ingress == [
+        {"ports": [{"port": "http", "protocol": "TCP"}]},
+        {"from": [{"namespaceSelector": {}}], "ports": [{"port": "metrics", "protocol": "TCP"}]},
+    ]
+    nobody = {"gateway": {"networkPolicy": {"metricsFrom": []}}}
+    closed = gateway_policy(chart(values=(values_file(tmp_path, nobody),)))["ingress"]
+    assert closed == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES, ids=lambda v: v or "defaults")
+def test_the_metrics_port_has_its_own_cluster_ip_service_and_the_public_one_only_http(
+    values_file: str | None,
+) -> None:
+    objs = chart(values=(values_file,) if values_file else ())
+    assert [p["name"] for p in get(objs, "Service", GATEWAY)["spec"]["ports"]] == ["http"]
+    metrics = get(objs, "Service", f"{GATEWAY}-metrics")["spec"]
+    assert metrics["type"] == "ClusterIP"
+    assert metrics["ports"] == [{"name": "metrics", "port": 9697, "targetPort": "metrics", "protocol": "TCP"}]
+    assert ports_by_name(container(objs, GATEWAY)) == {"http": 9696, "metrics": 9697}
+    assert not checks.check_metrics_off_public_services(objs)
+
+
+def test_the_eks_values_serve_metrics_only_off_the_public_port() -> None:
+    objs = chart(values=("values-eks.yaml",))
+    assert get(objs, "Service", GATEWAY)["spec"]["type"] == "LoadBalancer"
+    assert env(container(objs, GATEWAY))["METRICS_ON_MAIN_PORT"] == "false"
+    assert env(container(chart(), GATEWAY))["METRICS_ON_MAIN_PORT"] == "true"
+
+
+def test_the_openapi_docs_are_off_unless_enabled() -> None:
+    assert env(container(chart(), GATEWAY))["DOCS_ENABLED"] == "false"
+    assert env(container(chart("gateway.docs.enabled=true"), GATEWAY))["DOCS_ENABLED"] == "true"
+
+
+def test_a_long_release_name_keeps_the_metrics_service_name_within_63_characters() -> None:
+    objs = chart("fullnameOverride=" + "x" * 54)
+    names = [o["metadata"]["name"] for o in of_kind(objs, "Service")]
+    assert len(names) == 3
+    assert all(len(name) <= 63 for name in names), names
+    assert len(set(names)) == 3, names
+
+
 def test_network_policies_can_be_disabled() -> None:
     objs = chart("gateway.networkPolicy.enabled=false", "serving.networkPolicy.enabled=false")
     assert not of_kind(objs, "NetworkPolicy")
@@ -361,9 +521,21 @@ def test_service_monitors_are_rendered_only_when_enabled() -> None:
     assert not of_kind(chart(), "ServiceMonitor")
     objs = chart(values=("ci/monitoring-values.yaml",))
     endpoints = {m["metadata"]["name"]: m["spec"]["endpoints"][0] for m in of_kind(objs, "ServiceMonitor")}
-    assert endpoints[GATEWAY]["path"] == "/metrics"
-    assert endpoints[SERVING]["path"] == "/monitoring/prometheus/metrics"
-    assert endpoints[SERVING]["port"] == "http"
+    assert (endpoints[GATEWAY]["port"], endpoints[GATEWAY]["path"]) == ("metrics", "/metrics")
+    assert (endpoints[SERVING]["port"], endpoints[SERVING]["path"]) == (
+        "http",
+        "/monitoring/prometheus/metrics",
+    )
+    # The gateway's ServiceMonitor selects both gateway Services; only the ClusterIP one has a `metrics` port.
+    scraped = [
+        s["metadata"]["name"]
+        for s in of_kind(objs, "Service")
+        if checks.selector_matches(
+            get(objs, "ServiceMonitor", GATEWAY)["spec"]["selector"], s["metadata"]["labels"]
+        )
+        and any(p["name"] == "metrics" for p in s["spec"]["ports"])
+    ]
+    assert scraped == [f"{GATEWAY}-metrics"]
 
 
 DASHBOARD_FILE = CHART / "files" / "grafana-dashboard.json"
@@ -426,11 +598,11 @@ def test_tf_serving_cpus_follows_a_cpu_limit_equal_to_the_request(values_file: s
 def test_plain_and_extra_env_reach_the_gateway_after_the_chart_set_variables() -> None:
     objs = chart(values=("ci/overrides-values.yaml",))
     names = [e["name"] for e in container(objs, GATEWAY)["env"]]
-    assert names == ["TF_SERVING_HOST", "MODEL_NAME", "DECODE_CONCURRENCY", "LOG_LEVEL", "POD_NAME"]
+    assert names == [*CHART_SET_GATEWAY_ENV, "LOG_LEVEL", "POD_NAME"]
 
 
 def test_topology_spread_constraints_select_their_own_component() -> None:
-    pod = get(chart(), "Deployment", SERVING)["spec"]["template"]["spec"]
+    pod = pod_spec(chart(), SERVING)
     keys = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
     assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
     for constraint in pod["topologySpreadConstraints"]:

@@ -15,8 +15,8 @@ import pytest
 from gateway.main import create_app
 from gateway.settings import Settings
 from model import spec
-from tests.packaging.checks import Manifest, PodTemplate, component_pods
 from tests.packaging.conftest import produce
+from tests.support.manifests import Manifest, env, named_container, ports_by_name, the_pod
 
 pytestmark = pytest.mark.packaging
 
@@ -25,18 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 PLAIN_RENDERS = {"kustomize-kind", "kustomize-eks", "chart-default", "chart-values-kind", "chart-values-eks"}
 
 
-def the_pod(objs: list[Manifest], component: str) -> PodTemplate:
-    pods = component_pods(objs, component)
-    assert len(pods) == 1, f"expected one {component} Deployment, found {[p.owner for p in pods]}"
-    return pods[0]
-
-
-def the_container(pod: PodTemplate, name: str) -> dict:  # type: ignore[type-arg]
-    return next(c for c in pod.spec["containers"] if c["name"] == name)
-
-
-def ports_by_name(container: dict) -> dict[str, int]:  # type: ignore[type-arg]
-    return {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+def gateway_default(setting: str) -> object:
+    """A gateway setting's default, read from gateway/settings.py."""
+    field = Settings.model_fields.get(setting)
+    assert field is not None, f"gateway/settings.py has no {setting} setting"
+    return field.default
 
 
 def dockerfile_user(path: Path) -> int:
@@ -63,17 +56,28 @@ def plain(request: pytest.FixtureRequest) -> list[Manifest]:
 
 
 def test_the_gateway_asks_tf_serving_for_the_model_the_export_names(plain: list[Manifest]) -> None:
-    env = {e["name"]: e.get("value") for e in the_container(the_pod(plain, "gateway"), "gateway")["env"]}
-    assert env["MODEL_NAME"] == spec.MODEL_NAME
+    gateway = named_container(the_pod(plain, "gateway").spec, "gateway")
+    assert env(gateway)["MODEL_NAME"] == spec.MODEL_NAME
 
 
 def test_the_gateway_container_port_is_the_port_the_gateway_listens_on(plain: list[Manifest]) -> None:
-    container = the_container(the_pod(plain, "gateway"), "gateway")
-    assert ports_by_name(container)["http"] == Settings.model_fields["bind_port"].default
+    container = named_container(the_pod(plain, "gateway").spec, "gateway")
+    assert ports_by_name(container)["http"] == gateway_default("bind_port")
+
+
+def test_the_gateway_metrics_port_is_the_port_its_metrics_listener_uses(plain: list[Manifest]) -> None:
+    container = named_container(the_pod(plain, "gateway").spec, "gateway")
+    assert ports_by_name(container)["metrics"] == gateway_default("metrics_port")
+
+
+def test_every_gateway_setting_the_packaging_sets_exists(plain: list[Manifest]) -> None:
+    container = named_container(the_pod(plain, "gateway").spec, "gateway")
+    names = {e["name"].lower() for e in container["env"]}
+    assert names <= set(Settings.model_fields), sorted(names - set(Settings.model_fields))
 
 
 def test_the_serving_container_ports_are_the_ports_tf_serving_is_started_with(plain: list[Manifest]) -> None:
-    ports = ports_by_name(the_container(the_pod(plain, "serving"), "serving"))
+    ports = ports_by_name(named_container(the_pod(plain, "serving").spec, "serving"))
     assert ports == {"grpc": entrypoint_flag("port"), "http": entrypoint_flag("rest_api_port")}
 
 
@@ -87,14 +91,14 @@ def test_scrape_annotations_point_at_the_real_metrics_endpoints(plain: list[Mani
     gateway_routes = {getattr(route, "path", None) for route in create_app(Settings()).routes}
     gateway = the_pod(plain, "gateway").annotations
     assert gateway["prometheus.io/path"] in gateway_routes
-    assert int(gateway["prometheus.io/port"]) == Settings.model_fields["bind_port"].default
+    assert int(gateway["prometheus.io/port"]) == gateway_default("metrics_port")
     serving = the_pod(plain, "serving").annotations
     assert serving["prometheus.io/path"] == monitoring_path()
     assert int(serving["prometheus.io/port"]) == entrypoint_flag("rest_api_port")
 
 
 def test_a_changed_fact_is_caught(kind_overlay: list[Manifest]) -> None:
-    container = the_container(the_pod(kind_overlay, "gateway"), "gateway")
+    container = named_container(the_pod(kind_overlay, "gateway").spec, "gateway")
     container["ports"][0]["containerPort"] = 8080
     with pytest.raises(AssertionError):
         test_the_gateway_container_port_is_the_port_the_gateway_listens_on(kind_overlay)

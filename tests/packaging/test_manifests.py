@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tests.packaging import checks, render
-from tests.packaging.checks import Manifest, find
 from tests.packaging.conftest import Render, produce
+from tests.support.manifests import VERSION, Manifest, component_name, container, env, find, get, pod_spec
 
 pytestmark = pytest.mark.packaging
 
@@ -90,26 +90,44 @@ def test_every_image_is_pinned_by_tag_and_never_latest(rendered: Render) -> None
     assert_no_problems(checks.check_images_pinned(rendered.objects), rendered.name)
 
 
+def test_tf_serving_pods_may_send_nothing(rendered: Render) -> None:
+    assert_no_problems(checks.check_serving_egress(rendered.objects), rendered.name)
+
+
+def test_the_gateway_may_reach_only_tf_serving_dns_and_public_addresses(rendered: Render) -> None:
+    assert_no_problems(checks.check_gateway_egress(rendered.objects), rendered.name)
+
+
+def test_the_fetcher_and_the_egress_policy_allow_the_same_ports(rendered: Render) -> None:
+    assert_no_problems(checks.check_fetch_ports_agree(rendered.objects), rendered.name)
+
+
+def test_no_public_service_exposes_the_gateway_metrics(rendered: Render) -> None:
+    assert_no_problems(checks.check_metrics_off_public_services(rendered.objects), rendered.name)
+
+
 def test_the_serving_service_is_headless_and_publishes_only_ready_pods(rendered: Render) -> None:
     # The gateway's round_robin gRPC balancer needs one DNS record per ready pod.
-    serving = find(rendered.objects, "Service", "species-classifier-serving")
-    assert serving is not None, "no Service species-classifier-serving"
+    serving = get(rendered.objects, "Service", "species-classifier-serving")
     assert serving["spec"].get("clusterIP") == "None"
     assert serving["spec"].get("publishNotReadyAddresses", False) is False
     assert {(p["name"], p["port"]) for p in serving["spec"]["ports"]} == {("grpc", 8500), ("http", 8501)}
 
 
 def test_the_serving_threads_follow_the_container_cpu_limit(rendered: Render) -> None:
-    deployment = find(rendered.objects, "Deployment", "species-classifier-serving")
-    assert deployment is not None
-    container = next(
-        c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "serving"
-    )
-    env = {e["name"]: e for e in container.get("env") or []}
-    ref = env["TF_SERVING_CPUS"]["valueFrom"]["resourceFieldRef"]
+    serving = container(rendered.objects, component_name("serving"), "serving")
+    ref = env(serving)["TF_SERVING_CPUS"]["resourceFieldRef"]
     assert (ref["containerName"], ref["resource"], str(ref.get("divisor"))) == ("serving", "limits.cpu", "1")
-    resources = container["resources"]
+    resources = serving["resources"]
     assert str(resources["limits"]["cpu"]) == str(resources["requests"]["cpu"]), "CPU limit != request"
+
+
+def test_the_gateway_learns_its_memory_limit_from_the_downward_api(rendered: Render) -> None:
+    gateway = container(rendered.objects, component_name("gateway"), "gateway")
+    ref = env(gateway)["MEMORY_LIMIT_BYTES"]["resourceFieldRef"]
+    field = (ref["containerName"], ref["resource"], str(ref.get("divisor")))
+    assert field == ("gateway", "limits.memory", "1")
+    assert gateway["resources"]["limits"]["memory"], "without a memory limit the node's memory would be read"
 
 
 # --- the kustomize overlays --------------------------------------------------------------------------
@@ -118,33 +136,29 @@ def test_the_serving_threads_follow_the_container_cpu_limit(rendered: Render) ->
 def test_the_kind_overlay_runs_one_small_replica_of_each_behind_node_port_30080(
     kind_overlay: list[Manifest],
 ) -> None:
-    gateway_svc = find(kind_overlay, "Service", "species-classifier-gateway")
-    assert gateway_svc is not None
+    gateway_svc = get(kind_overlay, "Service", "species-classifier-gateway")
     assert gateway_svc["spec"]["type"] == "NodePort"
     assert [p.get("nodePort") for p in gateway_svc["spec"]["ports"]] == [30080]
     for component in ("gateway", "serving"):
-        deployment = find(kind_overlay, "Deployment", f"species-classifier-{component}")
-        assert deployment is not None
+        deployment = get(kind_overlay, "Deployment", component_name(component))
         assert deployment["metadata"]["namespace"] == render.NAMESPACE
         assert deployment["spec"]["replicas"] == 1
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        assert container["image"] == f"docker.io/species-classifier/{component}:0.1.0"
-        assert container["imagePullPolicy"] == "IfNotPresent", "kind-loaded images must not be pulled"
+        image = container(kind_overlay, component_name(component))
+        assert image["image"] == f"docker.io/species-classifier/{component}:{VERSION}"
+        assert image["imagePullPolicy"] == "IfNotPresent", "kind-loaded images must not be pulled"
     assert not checks.of_kind(kind_overlay, "HorizontalPodAutoscaler")
     assert not checks.of_kind(kind_overlay, "PodDisruptionBudget"), "a PDB cannot be met with one replica"
 
 
 def test_the_kind_namespace_enforces_pod_security_restricted(kind_overlay: list[Manifest]) -> None:
-    namespace = find(kind_overlay, "Namespace", render.NAMESPACE)
-    assert namespace is not None
+    namespace = get(kind_overlay, "Namespace", render.NAMESPACE)
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_the_eks_overlay_puts_an_internet_facing_nlb_in_front_of_two_replicas(
     eks_overlay: list[Manifest],
 ) -> None:
-    gateway_svc = find(eks_overlay, "Service", "species-classifier-gateway")
-    assert gateway_svc is not None
+    gateway_svc = get(eks_overlay, "Service", "species-classifier-gateway")
     assert gateway_svc["spec"]["type"] == "LoadBalancer"
     annotations = gateway_svc["metadata"]["annotations"]
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-type"] == "external"
@@ -152,10 +166,9 @@ def test_the_eks_overlay_puts_an_internet_facing_nlb_in_front_of_two_replicas(
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internet-facing"
     for component in ("gateway", "serving"):
         name = f"species-classifier-{component}"
-        deployment = find(eks_overlay, "Deployment", name)
-        assert deployment is not None
+        deployment = get(eks_overlay, "Deployment", name)
         assert deployment["spec"]["replicas"] == 2
-        assert ".dkr.ecr." in deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert ".dkr.ecr." in container(eks_overlay, name)["image"]
         assert find(eks_overlay, "HorizontalPodAutoscaler", name) is not None
         assert find(eks_overlay, "PodDisruptionBudget", name) is not None
 
@@ -167,8 +180,7 @@ def test_the_base_holds_nothing_environment_specific() -> None:
     for obj in base:
         assert "namespace" not in obj["metadata"], checks.name_of(obj)
         assert obj["kind"] not in ("Namespace", "HorizontalPodAutoscaler", "PodDisruptionBudget")
-    gateway_svc = find(base, "Service", "species-classifier-gateway")
-    assert gateway_svc is not None
+    gateway_svc = get(base, "Service", "species-classifier-gateway")
     assert gateway_svc["spec"]["type"] == "ClusterIP"
 
 
@@ -193,10 +205,10 @@ def _unbound(objs: list[Manifest]) -> list[Manifest]:
     for deployment in checks.of_kind(objs, "Deployment"):
         if deployment["metadata"]["name"] in scaled:
             deployment["spec"].pop("replicas", None)
-        for container in checks.all_containers(deployment["spec"]["template"]["spec"]):
-            first, _, rest = container["image"].partition("/")
+        for spec in checks.all_containers(deployment["spec"]["template"]["spec"]):
+            first, _, rest = spec["image"].partition("/")
             if rest and ("." in first or ":" in first):
-                container["image"] = rest
+                spec["image"] = rest
     return objs
 
 
@@ -222,36 +234,35 @@ def test_kind_config_is_a_pinned_multi_node_cluster_publishing_the_gateway_on_lo
 Mutation = Callable[[list[Manifest]], None]
 
 
-def _deployment(objs: list[Manifest], component: str) -> dict[str, Any]:
-    found = find(objs, "Deployment", f"species-classifier-{component}")
-    assert found is not None
-    return found
-
-
 def _pod(objs: list[Manifest], component: str) -> dict[str, Any]:
-    spec: dict[str, Any] = _deployment(objs, component)["spec"]["template"]["spec"]
-    return spec
+    return pod_spec(objs, component_name(component))
 
 
 def _container(objs: list[Manifest], component: str) -> dict[str, Any]:
-    container: dict[str, Any] = _pod(objs, component)["containers"][0]
-    return container
+    return container(objs, component_name(component))
 
 
 def _obj(objs: list[Manifest], kind: str, component: str) -> dict[str, Any]:
-    found = find(objs, kind, f"species-classifier-{component}")
-    assert found is not None, f"no {kind} for {component}"
-    return found
+    return get(objs, kind, component_name(component))
 
 
 def _service(objs: list[Manifest], component: str) -> dict[str, Any]:
     return _obj(objs, "Service", component)
 
 
-def _set_env(objs: list[Manifest], value: str) -> None:
-    for env in _container(objs, "gateway")["env"]:
-        if env["name"] == "TF_SERVING_HOST":
-            env["value"] = value
+def _set_env(objs: list[Manifest], value: str, name: str = "TF_SERVING_HOST") -> None:
+    for var in _container(objs, "gateway")["env"]:
+        if var["name"] == name:
+            var["value"] = value
+
+
+def _egress(objs: list[Manifest], component: str) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = _obj(objs, "NetworkPolicy", component)["spec"]["egress"]
+    return rules
+
+
+def _public_rule(objs: list[Manifest]) -> dict[str, Any]:
+    return next(r for r in _egress(objs, "gateway") if "ipBlock" in r["to"][0])
 
 
 def _set_selector(objs: list[Manifest], component: str, value: str) -> None:
@@ -272,7 +283,7 @@ BROKEN: dict[str, tuple[str, Mutation, str]] = {
     ),
     "selector-uses-version": (
         "selectors_use_only_stable_labels",
-        lambda o: _service(o, "gateway")["spec"]["selector"].update({"app.kubernetes.io/version": "0.1.0"}),
+        lambda o: _service(o, "gateway")["spec"]["selector"].update({"app.kubernetes.io/version": VERSION}),
         "selector keys",
     ),
     "label-missing": (
@@ -389,6 +400,97 @@ BROKEN: dict[str, tuple[str, Mutation, str]] = {
         lambda o: _container(o, "serving").update({"image": "localhost:5000/species-classifier/serving"}),
         "has no tag",
     ),
+    "serving-egress-open": (
+        "serving_egress",
+        lambda o: _obj(o, "NetworkPolicy", "serving")["spec"]["policyTypes"].remove("Egress"),
+        "no NetworkPolicy restricts the serving pods' egress",
+    ),
+    "serving-egress-rule": (
+        "serving_egress",
+        lambda o: _obj(o, "NetworkPolicy", "serving")["spec"].update({"egress": [{"ports": [{"port": 53}]}]}),
+        "lets the serving pods send to anywhere",
+    ),
+    "gateway-egress-open": (
+        "gateway_egress",
+        lambda o: _obj(o, "NetworkPolicy", "gateway")["spec"]["policyTypes"].remove("Egress"),
+        "no NetworkPolicy restricts the gateway pods' egress",
+    ),
+    "gateway-egress-rule-without-peers": (
+        "gateway_egress",
+        lambda o: _public_rule(o).pop("to"),
+        "it allows every destination",
+    ),
+    "gateway-egress-rule-without-ports": (
+        "gateway_egress",
+        lambda o: _egress(o, "gateway")[1].pop("ports"),
+        "it allows every port",
+    ),
+    "gateway-egress-reaches-private-addresses": (
+        "gateway_egress",
+        lambda o: _public_rule(o)["to"][0]["ipBlock"]["except"].remove("10.0.0.0/8"),
+        "reaches non-public ['10.0.0.0/8']",
+    ),
+    "gateway-egress-reaches-cloud-metadata": (
+        "gateway_egress",
+        lambda o: _public_rule(o)["to"][0]["ipBlock"]["except"].remove("169.254.0.0/16"),
+        "reaches non-public ['169.254.0.0/16']",
+    ),
+    "gateway-egress-reaches-ipv4-mapped-ipv6": (
+        "gateway_egress",
+        lambda o: _public_rule(o)["to"][1]["ipBlock"]["except"].remove("::/8"),
+        "'::ffff:0:0/96'",
+    ),
+    "gateway-egress-reaches-the-api-server": (
+        "gateway_egress",
+        lambda o: _egress(o, "gateway").append(
+            {"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}], "ports": [{"port": 443, "protocol": "TCP"}]}
+        ),
+        "ipBlock 10.96.0.1/32 reaches non-public ['10.0.0.0/8']",
+    ),
+    "gateway-egress-opens-serving-rest": (
+        "gateway_egress",
+        lambda o: _egress(o, "gateway")[0]["ports"].append({"port": 8501, "protocol": "TCP"}),
+        "on the serving pods, not gRPC 8500",
+    ),
+    "gateway-egress-dns-in-every-namespace": (
+        "gateway_egress",
+        lambda o: _egress(o, "gateway")[1]["to"][0].update({"namespaceSelector": {}}),
+        "lets the gateway reach",
+    ),
+    "gateway-egress-without-dns": (
+        "gateway_egress",
+        lambda o: _egress(o, "gateway").pop(1),
+        "no egress rule lets the gateway pods reach dns",
+    ),
+    "fetch-port-only-in-the-fetcher": (
+        "fetch_ports_agree",
+        lambda o: _set_env(o, "80,443,22", name="FETCH_ALLOWED_PORTS"),
+        "FETCH_ALLOWED_PORTS [22, 80, 443] but its egress to public addresses opens [80, 443]",
+    ),
+    "fetch-port-only-in-the-policy": (
+        "fetch_ports_agree",
+        lambda o: _public_rule(o)["ports"].append({"port": 8080, "protocol": "TCP"}),
+        "FETCH_ALLOWED_PORTS [80, 443] but its egress to public addresses opens [80, 443, 8080]",
+    ),
+    "fetch-ports-unset": (
+        "fetch_ports_agree",
+        lambda o: _container(o, "gateway")["env"].remove(
+            next(e for e in _container(o, "gateway")["env"] if e["name"] == "FETCH_ALLOWED_PORTS")
+        ),
+        "sets no literal FETCH_ALLOWED_PORTS",
+    ),
+    "metrics-on-the-node-port": (
+        "metrics_off_public_services",
+        lambda o: _service(o, "gateway")["spec"]["ports"].append(
+            {"name": "metrics", "port": 9697, "targetPort": "metrics"}
+        ),
+        "(NodePort) publishes the metrics port",
+    ),
+    "metrics-service-missing": (
+        "metrics_off_public_services",
+        lambda o: o.remove(_obj(o, "Service", "gateway-metrics")),
+        "no ClusterIP Service exposes the gateway's metrics port",
+    ),
 }
 
 
@@ -403,34 +505,50 @@ def test_a_broken_copy_of_the_kind_render_is_reported(kind_overlay: list[Manifes
     assert any(expected in p for p in problems), f"{check_name} missed {case}: {problems}"
 
 
-BROKEN_EKS: dict[str, tuple[Mutation, str]] = {
+BROKEN_EKS: dict[str, tuple[str, Mutation, str]] = {
     "hpa-targets-missing-deployment": (
+        "autoscaling_and_budgets",
         lambda o: _obj(o, "HorizontalPodAutoscaler", "gateway")["spec"]["scaleTargetRef"].update(
             {"name": "gateway"}
         ),
         "not a Deployment here",
     ),
     "pdb-selects-nothing": (
+        "autoscaling_and_budgets",
         lambda o: _obj(o, "PodDisruptionBudget", "serving")["spec"]["selector"]["matchLabels"].update(
             {"app.kubernetes.io/component": "tf"}
         ),
         "selects 0 Deployments",
     ),
     "pdb-unsatisfiable": (
+        "autoscaling_and_budgets",
         lambda o: _obj(o, "PodDisruptionBudget", "gateway")["spec"].update({"minAvailable": 2}),
         "minAvailable 2 with 2 replicas",
+    ),
+    "metrics-on-the-load-balancer": (
+        "metrics_off_public_services",
+        lambda o: _service(o, "gateway")["spec"]["ports"].append(
+            {"name": "metrics", "port": 9697, "targetPort": 9697}
+        ),
+        "(LoadBalancer) publishes the metrics port",
+    ),
+    "metrics-on-the-main-port-behind-the-load-balancer": (
+        "metrics_off_public_services",
+        lambda o: _set_env(o, "true", name="METRICS_ON_MAIN_PORT"),
+        "serves /metrics on its HTTP port",
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN_EKS))
 def test_a_broken_copy_of_the_eks_render_is_reported(eks_overlay: list[Manifest], case: str) -> None:
-    mutate, expected = BROKEN_EKS[case]
-    assert not checks.check_autoscaling_and_budgets(eks_overlay)
+    check_name, mutate, expected = BROKEN_EKS[case]
+    check = checks.CROSS_CHECKS[check_name]
+    assert not check(eks_overlay), "the unbroken render must pass first"
     broken = copy.deepcopy(eks_overlay)
     mutate(broken)
-    problems = checks.check_autoscaling_and_budgets(broken)
-    assert any(expected in p for p in problems), f"missed {case}: {problems}"
+    problems = check(broken)
+    assert any(expected in p for p in problems), f"{check_name} missed {case}: {problems}"
 
 
 @pytest.mark.parametrize("version", checks.SCHEMA_VERSIONS)
@@ -454,9 +572,9 @@ def test_drift_is_reported_field_by_field_and_tool_labels_are_ignored(kind_overl
     helmish = copy.deepcopy(kind_overlay)
     for obj in helmish:
         obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] = "Helm"
-        obj["metadata"]["labels"]["helm.sh/chart"] = "species-classifier-0.1.0"
+        obj["metadata"]["labels"]["helm.sh/chart"] = f"species-classifier-{VERSION}"
         obj["metadata"].pop("namespace", None)
-    _container(helmish, "gateway")["image"] = "species-classifier/gateway:0.1.0"
+    _container(helmish, "gateway")["image"] = f"species-classifier/gateway:{VERSION}"
     assert checks.drift(kind_overlay, helmish) == []
 
     _container(helmish, "gateway")["env"].append({"name": "LOG_LEVEL", "value": "debug"})

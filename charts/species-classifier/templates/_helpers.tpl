@@ -22,9 +22,10 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Name of one component's objects, `<fullname>-<component>`; call with (dict "ctx" $ "component" "gateway"). */}}
+{{/* Name of one component's objects, `<fullname>-<component>`, 63 chars max; call with (dict "ctx" $ "component" "gateway"). */}}
 {{- define "species-classifier.componentName" -}}
-{{- printf "%s-%s" (include "species-classifier.fullname" .ctx | trunc 54 | trimSuffix "-") .component }}
+{{- $room := sub 62 (len .component) | int }}
+{{- printf "%s-%s" (include "species-classifier.fullname" .ctx | trunc $room | trimSuffix "-") .component }}
 {{- end }}
 
 {{/* Standard labels of one component's objects; call with (dict "ctx" $ "component" "gateway"). */}}
@@ -94,5 +95,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- $_ := set $c "labelSelector" (dict "matchLabels" $selector) }}
 {{- end }}
 - {{ toYaml $c | nindent 2 | trim }}
+{{- end }}
+{{- end }}
+
+{{/* Fails when env or extraEnv sets a variable the chart sets itself from a value; call with (dict "component" "gateway" "values" .Values.gateway "names" (list ...)). */}}
+{{- define "species-classifier.envNotSet" -}}
+{{- $given := keys .values.env }}
+{{- range .values.extraEnv }}{{ $given = append $given .name }}{{ end }}
+{{- range .names }}
+{{- if has . $given }}
+{{- fail (printf "%s.env/extraEnv must not set %s: the chart sets it (see values.yaml for the value that does)" $.component .) }}
+{{- end }}
 {{- end }}
 {{- end }}
