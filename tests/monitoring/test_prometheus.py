@@ -36,17 +36,11 @@ from tests.gateway.images import jpeg
 from tests.monitoring import dashboard
 from tests.monitoring.tf_serving_exposition import serve_exposition
 from tests.packaging import render
-from tests.packaging.checks import (
-    Manifest,
-    component_pods,
-    container_ports,
-    of_kind,
-    selector_matches,
-    service_pods,
-)
+from tests.packaging.checks import container_ports, selector_matches, service_pods
 from tests.packaging.test_contract_facts import entrypoint_flag, monitoring_path
 from tests.support.gateway import GatewayProcess, start_gateway
 from tests.support.http import serve_directory
+from tests.support.manifests import Manifest, component_pods, of_kind
 from tests.support.prometheus import (
     PROMETHEUS,
     PrometheusProcess,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.packaging import checks, render
-from tests.packaging.checks import Manifest, find, get, of_kind
+from tests.support.manifests import Manifest, find, get, name_of, of_kind
 
 pytestmark = pytest.mark.packaging
 
@@ -252,9 +252,9 @@ def test_the_kustomize_component_describes_the_same_job_as_the_chart() -> None:
 
 
 def test_the_component_adds_only_the_bulk_objects_to_the_overlay_in_its_namespace() -> None:
-    plain = {checks.name_of(o) for o in render.render_kustomize("kind")}
+    plain = {name_of(o) for o in render.render_kustomize("kind")}
     with_bulk = render.render_kustomize_with("kind", "bulk")
-    added = sorted({checks.name_of(o) for o in with_bulk} - plain)
+    added = sorted({name_of(o) for o in with_bulk} - plain)
     assert added == [
         f"Job/{BULK}",
         f"NetworkPolicy/{BULK}",
