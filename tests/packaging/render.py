@@ -75,29 +75,35 @@ def render_kustomize(overlay: str) -> list[Manifest]:
 COMPONENTS = REPO / "k8s" / "components"
 
 
-def overlay_with_components(overlay: str, components: Sequence[str], folder: Path) -> Path:
-    """A kustomization in `folder` that adds k8s/components/<name> to k8s/overlays/<overlay>, as a user's own
-    overlay would: the overlay's namespace and image pins apply to the components' objects too."""
-    own = yaml.safe_load((OVERLAYS / overlay / "kustomization.yaml").read_text())
+def overlay_with_components(overlay: str | Path, components: Sequence[str], folder: Path) -> Path:
+    """A kustomization in `folder` that adds k8s/components/<name> to k8s/overlays/<overlay> (or to the
+    overlay folder given as a Path), as the README tells a user to: it sets the overlay's namespace, since the
+    overlay's own namespace transformer has already run when the components add their objects."""
+    path = overlay if isinstance(overlay, Path) else OVERLAYS / overlay
+    own = yaml.safe_load((path / "kustomization.yaml").read_text())
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [os.path.relpath(OVERLAYS / overlay, folder)],
+        "resources": [os.path.relpath(path, folder)],
         "components": [os.path.relpath(COMPONENTS / name, folder) for name in components],
     }
-    for key in ("namespace", "images"):
-        if key in own:
-            kustomization[key] = own[key]
+    if "namespace" in own:
+        kustomization["namespace"] = own["namespace"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
     return folder
+
+
+def render_kustomization(folder: Path) -> list[Manifest]:
+    """`kustomize build` of any kustomization folder (a test's own overlay), uncached."""
+    return parse_documents(_run([*kustomize_command(), str(folder)]))
 
 
 @functools.cache
 def _kustomize_components(overlay: str, components: tuple[str, ...]) -> tuple[Manifest, ...]:
     with tempfile.TemporaryDirectory(prefix="kustomize-") as temp:
         folder = overlay_with_components(overlay, components, Path(temp))
-        return tuple(parse_documents(_run([*kustomize_command(), str(folder)])))
+        return tuple(render_kustomization(folder))
 
 
 def render_kustomize_with(overlay: str, *components: str) -> list[Manifest]:

@@ -8,14 +8,17 @@ test_manifests.py; this module checks what only the Job promises.
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.packaging import checks, render
-from tests.support.manifests import Manifest, find, get, name_of, of_kind
+from tests.packaging.conftest import produce
+from tests.support.manifests import VERSION, Manifest, find, get, name_of, of_kind
 
 pytestmark = pytest.mark.packaging
 
@@ -117,10 +120,11 @@ def test_a_privileged_bulk_pod_is_reported_by_the_restricted_check() -> None:
 
 
 def test_the_job_runs_the_gateway_image_unless_told_otherwise() -> None:
-    objs = chart(*KIND_BULK, "gateway.image.tag=1.2.3")
+    # A build tag, not a release number: the version scan of test_version.py counts release numbers.
+    objs = chart(*KIND_BULK, "gateway.image.tag=3f2c1ab")
     gateway_image = get(objs, "Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]["image"]
     assert (
-        pod(objs)["containers"][0]["image"] == gateway_image == "docker.io/species-classifier/gateway:1.2.3"
+        pod(objs)["containers"][0]["image"] == gateway_image == "docker.io/species-classifier/gateway:3f2c1ab"
     )
     own = chart(*KIND_BULK, "bulk.image.repository=lab/bulk", "bulk.image.tag=v9")
     assert pod(own)["containers"][0]["image"] == "docker.io/lab/bulk:v9"
@@ -178,8 +182,39 @@ def test_the_bulk_pods_may_reach_only_the_gateway_pods_and_dns() -> None:
     assert len(policy["spec"]["egress"]) == 2
 
 
-def test_the_gateway_admits_the_bulk_pods_on_its_http_port() -> None:
-    objs = chart(*KIND_BULK)
+def dns_peers(policy: Manifest) -> list[Any]:
+    """The peers of a NetworkPolicy's egress rules that open port 53 (and nothing else)."""
+    return [
+        peer
+        for rule in policy["spec"].get("egress") or []
+        if {p.get("port") for p in rule.get("ports") or []} == {53}
+        for peer in rule.get("to") or []
+    ]
+
+
+def test_the_bulk_pods_resolve_names_through_the_gateways_dns_peers() -> None:
+    nodelocal = [{"ipBlock": {"cidr": "169.254.20.10/32"}}]
+    objs = chart(*KIND_BULK, "gateway.networkPolicy.egress.dnsTo[0].ipBlock.cidr=169.254.20.10/32")
+    assert dns_peers(get(objs, "NetworkPolicy", BULK)) == dns_peers(get(objs, "NetworkPolicy", GATEWAY))
+    assert dns_peers(get(objs, "NetworkPolicy", BULK)) == nodelocal
+
+
+def test_with_no_dns_peers_the_bulk_policy_drops_its_dns_rule_instead_of_opening_port_53_everywhere(
+    tmp_path: Path,
+) -> None:
+    values = tmp_path / "values.yaml"  # `--set` cannot write an empty list
+    values.write_text(yaml.safe_dump({"gateway": {"networkPolicy": {"egress": {"dnsTo": []}}}}))
+    policy = get(chart(*KIND_BULK, values=(str(values),)), "NetworkPolicy", BULK)
+    assert [rule["ports"] for rule in policy["spec"]["egress"]] == [[{"port": 9696, "protocol": "TCP"}]]
+    assert all(rule.get("to") for rule in policy["spec"]["egress"])
+
+
+BULK_RENDERS = ("chart-ci-bulk", "chart-ci-bulk-s3", "kustomize-kind-with-bulk")
+
+
+@pytest.mark.parametrize("name", BULK_RENDERS)
+def test_the_gateway_admits_the_bulk_pods_on_its_http_port(name: str) -> None:
+    objs = produce(name).objects
     bulk_labels = job(objs)["spec"]["template"]["metadata"]["labels"]
     policy = get(objs, "NetworkPolicy", GATEWAY)
     admitting = [
@@ -192,6 +227,12 @@ def test_the_gateway_admits_the_bulk_pods_on_its_http_port() -> None:
         )
     ]
     assert admitting, "no ingress rule of the gateway's NetworkPolicy admits the bulk pods"
+
+
+@pytest.mark.parametrize("name", BULK_RENDERS)
+def test_every_bulk_render_sends_dns_where_the_gateway_does(name: str) -> None:
+    objs = produce(name).objects
+    assert dns_peers(get(objs, "NetworkPolicy", BULK)) == dns_peers(get(objs, "NetworkPolicy", GATEWAY)) != []
 
 
 def test_on_eks_the_bulk_pods_also_reach_s3_on_443_and_the_pod_identity_agent() -> None:
@@ -249,6 +290,45 @@ def test_the_kustomize_component_describes_the_same_job_as_the_chart() -> None:
             kind,
         )
         assert not problems, "\n".join(problems)
+
+
+def test_the_component_runs_the_gateway_image_and_dns_peers_of_the_overlay_it_is_added_to(
+    tmp_path: Path,
+) -> None:
+    # A user's overlay that pins the gateway image (a registry with a port, a build tag) and sends DNS to
+    # NodeLocal DNSCache: the Job must run that image and resolve names there too.
+    nodelocal = [{"ipBlock": {"cidr": "169.254.20.10/32"}}]
+    pinned = tmp_path / "pinned"
+    pinned.mkdir()
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": render.NAMESPACE,
+        "resources": [os.path.relpath(render.OVERLAYS / "kind", pinned)],
+        "images": [
+            {
+                "name": "docker.io/species-classifier/gateway",
+                "newName": "registry.example.com:5000/lab/gateway",
+                "newTag": "3f2c1ab",
+            }
+        ],
+        "patches": [
+            {
+                "target": {"kind": "NetworkPolicy", "name": GATEWAY},
+                "patch": yaml.safe_dump([{"op": "replace", "path": "/spec/egress/1/to", "value": nodelocal}]),
+            }
+        ],
+    }
+    (pinned / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    objs = render.render_kustomization(render.overlay_with_components(pinned, ["bulk"], tmp_path / "with-bulk"))
+    gateway_image = get(objs, "Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert gateway_image == "registry.example.com:5000/lab/gateway:3f2c1ab"
+    assert pod(objs)["containers"][0]["image"] == gateway_image
+    assert dns_peers(get(objs, "NetworkPolicy", BULK)) == nodelocal
+    # The pin changes the image, not the release: every object, the Job's pods too, carries the app version.
+    versions = {o["metadata"]["labels"]["app.kubernetes.io/version"] for o in objs}
+    assert versions == {job(objs)["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"]}
+    assert versions == {VERSION}
 
 
 def test_the_component_adds_only_the_bulk_objects_to_the_overlay_in_its_namespace() -> None:
