@@ -436,7 +436,10 @@ def test_a_flood_of_interim_responses_stays_within_the_header_budget(
             response = httpx.post(f"{gateway.base_url}/predict/batch", json=batch, timeout=60)
             assert response.status_code == 422, response.text
             assert response.json()["error"]["message"].endswith("could not fetch the image URL")
-            assert time.monotonic() - started < 5  # not the fetch deadline of 10 s per round
+            # Ended by the head budget, not by the fetch deadline: a fetch that ran into FETCH_TIMEOUT_S
+            # (10 s) would take at least that long. (Under a second on an idle machine; 5.8 s was seen at
+            # load 8 on 2 cores, so a tighter bound measures the machine, not the gateway.)
+            assert time.monotonic() - started < 10
 
 
 def test_hanging_urls_of_two_batches_cannot_starve_another_clients_fetch(
