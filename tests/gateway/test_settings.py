@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -157,3 +160,47 @@ def test_fetch_ports_come_comma_separated(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("FETCH_ALLOWED_PORTS", "443, 8443")
     assert Settings().fetch_allowed_ports == {443, 8443}
     assert Settings(max_in_flight=16, fetch_concurrency=4).fetch_pool_size == 64
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_settings_table() -> dict[str, str]:
+    """Env var -> documented default, from the table under the README's "### Settings" heading."""
+    section = README.read_text().split("\n### Settings\n", 1)[1].split("\n#", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([A-Z0-9_]+)`", cells[0])
+        defaults = [re.sub(r"^`([^`]*)`.*$", r"\1", part.strip()) for part in cells[1].split(" / ")]
+        assert len(names) == len(defaults), line
+        table.update(zip(names, defaults, strict=True))
+    return table
+
+
+def documented_as(default: object, documented: str) -> bool:
+    if default is None:
+        return documented == "unset"
+    if isinstance(default, bool):
+        return documented == str(default).lower()
+    if isinstance(default, frozenset):
+        items = {item.strip() for item in documented.split(",")} if documented != "empty" else set()
+        return items == {str(item) for item in default}
+    if isinstance(default, int | float):
+        return float(documented) == default
+    return documented == default
+
+
+def test_the_readme_settings_table_lists_every_setting_and_only_those_with_their_defaults() -> None:
+    table = readme_settings_table()
+    fields = {name.upper(): field.default for name, field in Settings.model_fields.items()}
+    assert sorted(set(fields) - set(table)) == [], "settings the README's table lacks"
+    assert sorted(set(table) - set(fields)) == [], "README rows for settings gateway/settings.py lacks"
+    wrong = {
+        name: (table[name], default)
+        for name, default in fields.items()
+        if not documented_as(default, table[name])
+    }
+    assert wrong == {}, "README default vs gateway/settings.py default"
