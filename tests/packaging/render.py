@@ -77,8 +77,8 @@ COMPONENTS = REPO / "k8s" / "components"
 
 def overlay_with_components(overlay: str | Path, components: Sequence[str], folder: Path) -> Path:
     """A kustomization in `folder` that adds k8s/components/<name> to k8s/overlays/<overlay> (or to the
-    overlay folder given as a Path), as the README tells a user to: it sets the overlay's namespace, since the
-    overlay's own namespace transformer has already run when the components add their objects."""
+    overlay folder given as a Path), as the README tells a user to: with the overlay's namespace (its own
+    namespace transformer has run before the components add their objects) and image pins."""
     path = overlay if isinstance(overlay, Path) else OVERLAYS / overlay
     own = yaml.safe_load((path / "kustomization.yaml").read_text())
     kustomization: dict[str, Any] = {
@@ -87,8 +87,9 @@ def overlay_with_components(overlay: str | Path, components: Sequence[str], fold
         "resources": [os.path.relpath(path, folder)],
         "components": [os.path.relpath(COMPONENTS / name, folder) for name in components],
     }
-    if "namespace" in own:
-        kustomization["namespace"] = own["namespace"]
+    for key in ("namespace", "images"):
+        if key in own:
+            kustomization[key] = own[key]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
     return folder
