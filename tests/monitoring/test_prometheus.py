@@ -114,12 +114,23 @@ def scrapes_of(objs: list[Manifest]) -> list[tuple[Scrape, str]]:
                 for s in services
                 if selector_matches(monitor["spec"]["selector"], s["metadata"].get("labels") or {})
             ]
+            if not selected:
+                continue  # another component's ServiceMonitor
             for endpoint in monitor["spec"]["endpoints"]:
-                for service in selected:
-                    named = [p for p in service["spec"]["ports"] if p.get("name") == endpoint["port"]]
-                    monitor_name, service_name = monitor["metadata"]["name"], service["metadata"]["name"]
-                    assert named, f"{monitor_name} scrapes port {endpoint['port']!r}; {service_name} has none"
-                    port = _resolve_target_port(named[0].get("targetPort", named[0]["port"]), pods)
+                # The Prometheus Operator scrapes a selected Service only through a port of that name; one
+                # without it (the gateway's public Service, which carries only `http`) yields no target.
+                scraped = [
+                    (service, named[0])
+                    for service in selected
+                    if (named := [p for p in service["spec"]["ports"] if p.get("name") == endpoint["port"]])
+                ]
+                monitor_name = monitor["metadata"]["name"]
+                assert scraped, (
+                    f"{monitor_name} scrapes port {endpoint['port']!r}, which no Service it selects has"
+                )
+                for service, port_spec in scraped:
+                    service_name = service["metadata"]["name"]
+                    port = _resolve_target_port(port_spec.get("targetPort", port_spec["port"]), pods)
                     assert port is not None, f"{service_name} targets a port its pods do not declare"
                     found.append(
                         (Scrape(component, port, endpoint.get("path", "/metrics")), "ServiceMonitor")
