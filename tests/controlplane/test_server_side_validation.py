@@ -3,33 +3,21 @@ objects through the real decoding, defaulting, validation and admission chain, P
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests.controlplane import cluster
 from tests.packaging import render
+from tests.packaging.conftest import RENDER_CASES
 from tests.support.manifests import component_name, get, of_kind
 
 # Kinds whose API comes from a CRD this control plane does not have (the Prometheus Operator's).
 NOT_SERVED_GROUPS = ("monitoring.coreos.com/",)
 
-
-def _chart(*values_files: str) -> Callable[[], list[render.Manifest]]:
-    return lambda: render.render_chart(values_files)
-
-
-RENDERS: dict[str, Callable[[], list[render.Manifest]]] = {
-    "kustomize-kind": lambda: render.render_kustomize("kind"),
-    "kustomize-eks": lambda: render.render_kustomize("eks"),
-    "chart-default": _chart(),
-    "chart-values-kind": _chart("values-kind.yaml"),
-    "chart-values-eks": _chart("values-eks.yaml"),
-    **{
-        f"chart-ci-{path.name.removesuffix('-values.yaml')}": _chart(f"ci/{path.name}")
-        for path in sorted((render.CHART / "ci").glob("*-values.yaml"))
-    },
-}
+# The renders level 3 checks: both overlays, the kind overlay with the bulk component, the chart with its
+# presets and every ci/*-values.yaml.
+RENDERS = RENDER_CASES
 
 
 @pytest.fixture(scope="module")
