@@ -320,7 +320,8 @@ def test_the_component_runs_the_gateway_image_and_dns_peers_of_the_overlay_it_is
         ],
     }
     (pinned / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    objs = render.render_kustomization(render.overlay_with_components(pinned, ["bulk"], tmp_path / "with-bulk"))
+    with_bulk = render.overlay_with_components(pinned, ["bulk"], tmp_path / "with-bulk")
+    objs = render.render_kustomization(with_bulk)
     gateway_image = get(objs, "Deployment", GATEWAY)["spec"]["template"]["spec"]["containers"][0]["image"]
     assert gateway_image == "registry.example.com:5000/lab/gateway:3f2c1ab"
     assert pod(objs)["containers"][0]["image"] == gateway_image
