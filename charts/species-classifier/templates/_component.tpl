@@ -28,6 +28,10 @@ spec:
         target:
           type: Utilization
           averageUtilization: {{ .targetCPUUtilizationPercentage }}
+  {{- with .behavior }}
+  behavior:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
