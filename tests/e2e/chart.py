@@ -11,6 +11,8 @@ import base64
 import json
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,15 +53,16 @@ def overlay_images(apps: Any) -> dict[str, str]:
     return images
 
 
-def image_values(images: dict[str, str]) -> list[str]:
-    """--set flags pointing the chart at `registry/repository:tag` images."""
+def image_values(images: dict[str, str], registry: bool = True) -> list[str]:
+    """--set flags pointing the chart at `registry/repository:tag` images (the registry left to the values
+    files when `registry` is false)."""
     flags = []
     for component, image in images.items():
-        registry, rest = image.split("/", 1)
+        host, rest = image.split("/", 1)
         repository, tag = rest.rsplit(":", 1)
+        if registry:
+            flags += ["--set", f"{component}.image.registry={host}"]
         flags += [
-            "--set",
-            f"{component}.image.registry={registry}",
             "--set",
             f"{component}.image.repository={repository}",
             "--set",
@@ -166,14 +169,15 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.5, what: str = 
     raise TimeoutError(f"{what} not met after {timeout} s")
 
 
+def ready_count(core: Any, namespace: str, release: str, component: str) -> int:
+    return sum(pod_ready(p) for p in pods_of(core, namespace, release, component))
+
+
 def pod_ready(pod: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def http_status(url: str, timeout: float = 3.0) -> int | None:
-    import urllib.error
-    import urllib.request
-
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return int(response.status)
@@ -190,3 +194,28 @@ def record(name: str, result: dict[str, Any]) -> None:
     results = json.loads(path.read_text()) if path.exists() else {}
     results[name] = result
     path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+def load_balancer_address(core: Any, namespace: str, timeout: float = 120) -> str:
+    service = "species-classifier-gateway"
+
+    def address() -> str | None:
+        ingress = core.read_namespaced_service(service, namespace).status.load_balancer.ingress
+        return ingress[0].ip if ingress else None
+
+    wait_for(lambda: address() is not None, timeout, what=f"an address for {namespace}/{service}")
+    found = address()
+    assert found
+    return found
+
+
+def predict(url: str, label: str, golden_dir: Path) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"{url}/predict",
+        data=(golden_dir / f"{label}.jpg").read_bytes(),
+        headers={"Content-Type": "image/jpeg"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        result: dict[str, Any] = json.load(response)
+        return result

@@ -87,3 +87,20 @@ def kind_api(pytestconfig: pytest.Config) -> Iterator[Any]:
     finally:
         if created and os.environ.get("KEEP_KIND_CLUSTER") != "1":
             run_script(pytestconfig, "kind-down.sh", 300)
+
+
+@pytest.fixture(scope="session")
+def addons(kind_api: Any, pytestconfig: pytest.Config) -> None:
+    """MetalLB and metrics-server, installed by hack/kind-addons.sh when the cluster lacks them."""
+    from kubernetes import client
+
+    installed = client.AppsV1Api(kind_api).list_namespaced_deployment("metallb-system").items
+    metrics = (
+        client.AppsV1Api(kind_api)
+        .list_namespaced_deployment("kube-system", label_selector="app.kubernetes.io/name=metrics-server")
+        .items
+    )
+    if installed and metrics:
+        return
+    if run_script(pytestconfig, "kind-addons.sh", 1800) != 0:
+        pytest.fail("hack/kind-addons.sh failed (its output is above)", pytrace=False)
