@@ -20,7 +20,7 @@ import pytest
 from kubernetes import client
 
 from model import spec
-from tests.e2e.kube import NAMESPACE, port_forward, selector_of
+from tests.e2e.kube import NAMESPACE, kubectl, port_forward, selector_of
 
 DEPLOYMENTS = ("species-classifier-gateway", "species-classifier-serving")
 NODE_PORT_URL = "http://localhost:8080"
@@ -195,3 +195,74 @@ def test_a_pod_without_the_gateway_labels_cannot_reach_tf_serving(core: Any, app
         assert output.startswith("blocked:"), output
     finally:
         core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
+
+
+PROBE = """
+import socket, sys
+results = {}
+for name, host, port in [tuple(x.split(",")) for x in sys.argv[1:]]:
+    try:
+        socket.create_connection((host, int(port)), timeout=4).close()
+        results[name] = "open"
+    except OSError as error:
+        results[name] = type(error).__name__
+try:
+    socket.getaddrinfo("species-classifier-serving", 8500)
+    results["dns"] = "open"
+except OSError as error:
+    results["dns"] = type(error).__name__
+print(results)
+"""
+
+
+def reachable_from(core: Any, component: str, targets: dict[str, tuple[str, int]]) -> dict[str, str]:
+    """Tries each target from inside a running pod of `component` (its own network namespace and policy)."""
+    pods = core.list_namespaced_pod(
+        NAMESPACE, label_selector=f"app.kubernetes.io/component={component}"
+    ).items
+    pod = next(p for p in pods if p.status.phase == "Running" and p.metadata.deletion_timestamp is None)
+    args = [f"{name},{host},{port}" for name, (host, port) in targets.items()]
+    output = kubectl("exec", pod.metadata.name, "--", "python", "-c", PROBE, *args, timeout=120).stdout
+    import ast
+
+    result: dict[str, str] = ast.literal_eval(output.strip().splitlines()[-1])
+    return result
+
+
+def pod_ip(core: Any, component: str) -> str:
+    pods = core.list_namespaced_pod(
+        NAMESPACE, label_selector=f"app.kubernetes.io/component={component}"
+    ).items
+    return str(next(p.status.pod_ip for p in pods if p.status.phase == "Running"))
+
+
+def test_the_gateway_pod_reaches_tf_serving_and_dns_and_nothing_its_egress_policy_forbids(core: Any) -> None:
+    api_server = core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
+    serving_ip = pod_ip(core, "serving")
+    found = reachable_from(
+        core,
+        "gateway",
+        {
+            "tf_serving_grpc": ("species-classifier-serving", 8500),
+            "api_server": (api_server, 443),
+            "serving_pod_rest_port": (serving_ip, 8501),
+            "cloud_metadata": ("169.254.169.254", 80),
+        },
+    )
+    assert found["tf_serving_grpc"] == "open", found
+    assert found["dns"] == "open", found
+    # Refused or silently dropped, never connected.
+    for blocked in ("api_server", "serving_pod_rest_port", "cloud_metadata"):
+        assert found[blocked] != "open", found
+
+
+def test_a_tf_serving_pod_can_open_no_connection_at_all(core: Any) -> None:
+    api_server = core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
+    found = reachable_from(
+        core,
+        "serving",
+        {"gateway_pod": (pod_ip(core, "gateway"), 9696), "api_server": (api_server, 443)},
+    )
+    assert found["gateway_pod"] != "open", found
+    assert found["api_server"] != "open", found
+    assert found["dns"] != "open", found  # the chart and overlays give TF Serving no egress, not even DNS
