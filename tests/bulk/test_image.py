@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.dockerfiles import BuildContext
 from tests.support.gateway import GATEWAY_PYTHON
 
 pytestmark = pytest.mark.packaging
@@ -53,19 +53,7 @@ def test_the_gateway_venv_holds_only_those_service_models_and_s3_works_with_them
 
 
 def test_the_build_context_lets_the_bulk_package_and_its_pins_in() -> None:
-    patterns = [
-        line.strip()
-        for line in (REPO / "gateway" / "Dockerfile.dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-
-    def included(path: str) -> bool:
-        keep = False
-        for pattern in patterns:
-            negated = pattern.startswith("!")
-            if fnmatch.fnmatch(path, pattern.lstrip("!")):
-                keep = negated
-        return keep
+    included = BuildContext.read(REPO / "gateway" / "Dockerfile.dockerignore").admits
 
     for path in sorted((REPO / "gateway" / "bulk").glob("*.py")):
         assert included(path.relative_to(REPO).as_posix()), path

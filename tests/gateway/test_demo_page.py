@@ -6,7 +6,6 @@ That it works in a real browser is proven in test_demo_page_browser.py (headless
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
@@ -16,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway import demo
+from tests.support.dockerfiles import BuildContext
 
 pytestmark = pytest.mark.unit
 
@@ -142,14 +142,8 @@ def test_the_script_calls_the_public_predict_endpoints_only_and_never_parses_htm
 def test_the_gateway_image_ships_the_page() -> None:
     dockerfile = (REPO / "gateway" / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(r"^COPY gateway/static/ /app/gateway/static/$", dockerfile, flags=re.M)
-    kept = [
-        line[1:]
-        for line in (REPO / "gateway" / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
-        if line.startswith("!")
-    ]
+    context = BuildContext.read(REPO / "gateway" / "Dockerfile.dockerignore")
     for path in STATIC.iterdir():
         relative = path.relative_to(REPO).as_posix()
-        assert any(fnmatch.fnmatch(relative, pattern) for pattern in kept), (
-            f"{relative} is not in the build context"
-        )
+        assert context.admits(relative), f"{relative} is not in the build context"
     assert {path.name for path in STATIC.iterdir()} == {"index.html", *demo.ASSETS}

@@ -24,6 +24,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from model import spec
 from serving.standin.server import Options
+from tests.support.dockerfiles import instructions
 
 pytestmark = pytest.mark.unit
 
@@ -144,20 +145,7 @@ def parse_models_config(text: str) -> model_server_config_pb2.ModelServerConfig:
 
 
 def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, with comments dropped and continuation lines joined."""
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        keyword, _, arguments = (pending + line).partition(" ")
-        instructions.append((keyword.upper(), arguments.strip()))
-        pending = ""
-    return instructions
+    return instructions(path)
 
 
 def copies() -> dict[str, str]:
@@ -231,14 +219,6 @@ def test_the_image_exposes_the_grpc_and_rest_ports() -> None:
     }
 
     assert {"8500", "8501"} <= exposed
-
-
-def test_the_dockerignore_lets_every_copied_file_into_the_build_context() -> None:
-    patterns = (SERVING / "Dockerfile.dockerignore").read_text(encoding="utf-8").split("\n")
-    kept = {line[1:] for line in patterns if line.startswith("!")}
-
-    assert "*" in patterns
-    assert set(copies()) <= kept
 
 
 # --- The three config files ---------------------------------------------------------------------------------
