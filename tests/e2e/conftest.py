@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -24,10 +24,65 @@ from tests.e2e.kube import CONTEXT, REPO
 KIND_UP_TIMEOUT_S = 75 * 60
 
 
+# The cluster as it was at each module's first failure, printed in the terminal summary (the end of a CI log
+# is what one reads first) and kept in build/e2e/cluster-at-failure.txt.
+SNAPSHOTS: dict[str, str] = {}
+SNAPSHOT_FILE = REPO / "build" / "e2e" / "cluster-at-failure.txt"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(REPO / "tests" / "e2e"):
             item.add_marker(pytest.mark.e2e)
+
+
+def cluster_snapshot() -> str:
+    """Nodes, the pods not Running and Ready, and the latest warning events, as kubectl prints them."""
+    from tests.e2e.kube import kubectl_binary
+
+    def run(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                [kubectl_binary(), "--context", CONTEXT, *args],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+            )
+        except (OSError, RuntimeError, subprocess.TimeoutExpired) as error:
+            return f"({' '.join(args)}: {error})"
+        return (done.stdout + done.stderr).rstrip()
+
+    pods = run("get", "pods", "--all-namespaces", "--output", "wide").splitlines()
+    unhealthy = [line for line in pods[1:] if " Running " not in line or " 0/" in line or "1/2" in line]
+    events = run(
+        "get", "events", "--all-namespaces", "--field-selector", "type=Warning", "--sort-by", ".lastTimestamp"
+    ).splitlines()
+    return "\n".join(
+        [
+            run("get", "nodes", "--output", "wide"),
+            *(pods[:1] + unhealthy if unhealthy else ["(every pod Running and Ready)"]),
+            *events[-25:],
+        ]
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    module = item.path.name
+    if report.failed and item.get_closest_marker("e2e") and module not in SNAPSHOTS:
+        SNAPSHOTS[module] = f"--- at the first failure in {module} ({item.name}) ---\n{cluster_snapshot()}"
+        SNAPSHOT_FILE.parent.mkdir(parents=True, exist_ok=True)
+        SNAPSHOT_FILE.write_text("\n\n".join(SNAPSHOTS.values()) + "\n", encoding="utf-8")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SNAPSHOTS:
+        terminalreporter.section("level 5: the kind cluster when tests failed")
+        for snapshot in SNAPSHOTS.values():
+            terminalreporter.write_line(snapshot)
 
 
 def api_client() -> Any | None:
