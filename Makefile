@@ -216,6 +216,10 @@ docker-down: ## Stop the Docker engine that docker-up started, and only that one
 kind-up: venv model $(KIND) ## Create the kind cluster, build and load images, apply k8s/overlays/kind, check golden images.
 	hack/kind-up.sh
 
+.PHONY: kind-addons
+kind-addons: $(KIND) $(HELM) ## Add MetalLB and metrics-server to the kind cluster (the EKS rehearsal's needs; or KIND_ADDONS=1 make kind-up).
+	hack/kind-addons.sh
+
 .PHONY: kind-down
 kind-down: $(KIND) ## Delete the kind cluster (idempotent).
 	hack/kind-down.sh

@@ -34,7 +34,7 @@ NODE_PORT_URL=http://localhost:8080
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-600s}
 WORK=$ROOT/build/kind
 # The image tag k8s/overlays/kind pins: the chart's appVersion.
-VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/species-classifier/Chart.yaml)
+VERSION=${APP_VERSION:-$(make -s --no-print-directory print-version)}
 
 # --- prerequisites: fail fast, saying what to install --------------------------------------------------------
 need docker "install Docker Engine (https://docs.docker.com/engine/install/), or run 'make docker-up' as root on Debian"
@@ -224,6 +224,11 @@ wait_ready "$NODE_PORT_URL" 30 ||
     die "$NODE_PORT_URL does not answer: the cluster may predate kind-config.yaml's port mapping ('make kind-down' then 'make kind-up')"
 check_golden "$NODE_PORT_URL"
 
+# The EKS rehearsal's add-ons (MetalLB, metrics-server), on request.
+if [[ ${KIND_ADDONS:-0} == 1 ]]; then
+    hack/kind-addons.sh
+fi
+
 cat <<EOF
 
 The classifier runs in kind cluster '$CLUSTER' (kubectl context $CONTEXT, namespace $NAMESPACE).
@@ -238,5 +243,6 @@ Through a port-forward:
   .venv-gateway/bin/python -m gateway.client --endpoint http://localhost:9696 build/golden/leopard.jpg
 
 End-to-end tests:  .venv/bin/python -m pytest tests/e2e -m e2e
+EKS add-ons:       make kind-addons (MetalLB and metrics-server, for the EKS rehearsal)
 Remove it all:     make kind-down
 EOF
