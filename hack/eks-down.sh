@@ -7,75 +7,60 @@
 # Settings (environment): AWS_REGION (default: AWS_DEFAULT_REGION, else us-east-1), CLUSTER_NAME (default:
 # species-classifier), HELM (default: bin/helm).
 set -euo pipefail
+# The settings shared with eks-up.sh, the aws/eksctl/kubectl/helm checks and aws_account.
+source "$(dirname "${BASH_SOURCE[0]}")/eks-lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-
-AWS_REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}"
-CLUSTER_NAME="${CLUSTER_NAME:-species-classifier}"
-HELM="${HELM:-$ROOT/bin/helm}"
-NAMESPACE=species-classifier
-RELEASE=species-classifier
-export AWS_REGION
-
-log() { printf '\n==> %s\n' "$*"; }
-die() { printf 'eks-down: %s\n' "$*" >&2; exit 1; }
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required: $2"; }
-
-need aws "install the AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
-need eksctl "install eksctl v0.230.0 or later (https://eksctl.io/installation/)"
-need kubectl "install kubectl (https://kubernetes.io/docs/tasks/tools/)"
-[[ -x "$HELM" ]] || die "$HELM is missing: run \`make tools\`"
-aws sts get-caller-identity >/dev/null 2>&1 \
-  || die "no usable AWS credentials: run \`aws configure\` / \`aws sso login\`, or set AWS_PROFILE"
+aws_account
 
 if eksctl get cluster --name "$CLUSTER_NAME" --region "$AWS_REGION" >/dev/null 2>&1; then
-  aws eks update-kubeconfig --name "$CLUSTER_NAME" --region "$AWS_REGION" >/dev/null
+    aws eks update-kubeconfig --name "$CLUSTER_NAME" --region "$AWS_REGION" >/dev/null
 
-  if "$HELM" status "$RELEASE" --namespace "$NAMESPACE" >/dev/null 2>&1; then
-    log "uninstalling $RELEASE (the controller deletes its NLB)"
-    # Foreground cascade + wait: returns only once the Service (held by the controller's finalizer until the
-    # NLB is deleted) is really gone.
-    "$HELM" uninstall "$RELEASE" --namespace "$NAMESPACE" --cascade foreground --wait --timeout 10m
-  else
-    echo "release $RELEASE not installed: skipped"
-  fi
-  # Belt and braces: no load balancer may be orphaned in the VPC (it would also block eksctl from deleting it).
-  for _ in $(seq 60); do
-    kubectl -n "$NAMESPACE" get service "$RELEASE-gateway" >/dev/null 2>&1 || break
-    sleep 5
-  done
-  kubectl delete namespace "$NAMESPACE" --ignore-not-found --wait=true
+    if "$HELM" status "$RELEASE" --namespace "$NAMESPACE" >/dev/null 2>&1; then
+        log "uninstalling $RELEASE (the controller deletes its NLB)"
+        # Foreground cascade + wait: returns only once the Service (held by the controller's finalizer until the
+        # NLB is deleted) is really gone.
+        "$HELM" uninstall "$RELEASE" --namespace "$NAMESPACE" --cascade foreground --wait --timeout 10m
+    else
+        log "release $RELEASE not installed: skipped"
+    fi
+    # Belt and braces: no load balancer may be orphaned in the VPC (it would also block eksctl from deleting it).
+    for _ in $(seq 60); do
+        kubectl -n "$NAMESPACE" get service "$RELEASE-gateway" >/dev/null 2>&1 || break
+        sleep 5
+    done
+    kubectl delete namespace "$NAMESPACE" --ignore-not-found --wait=true
 
-  if "$HELM" status aws-load-balancer-controller --namespace kube-system >/dev/null 2>&1; then
-    log "uninstalling the AWS Load Balancer Controller"
-    "$HELM" uninstall aws-load-balancer-controller --namespace kube-system --wait --timeout 5m
-  else
-    echo "AWS Load Balancer Controller not installed: skipped"
-  fi
+    if "$HELM" status aws-load-balancer-controller --namespace kube-system >/dev/null 2>&1; then
+        log "uninstalling the AWS Load Balancer Controller"
+        "$HELM" uninstall aws-load-balancer-controller --namespace kube-system --wait --timeout 5m
+    else
+        log "AWS Load Balancer Controller not installed: skipped"
+    fi
 
-  if "$HELM" status cluster-autoscaler --namespace kube-system >/dev/null 2>&1; then
-    # Removed before the cluster so it cannot scale the node group up again during the teardown.
-    log "uninstalling the Cluster Autoscaler"
-    "$HELM" uninstall cluster-autoscaler --namespace kube-system --wait --timeout 5m
-  fi
+    if "$HELM" status cluster-autoscaler --namespace kube-system >/dev/null 2>&1; then
+        # Removed before the cluster so it cannot scale the node group up again during the teardown.
+        log "uninstalling the Cluster Autoscaler"
+        "$HELM" uninstall cluster-autoscaler --namespace kube-system --wait --timeout 5m
+    fi
 
-  log "deleting cluster $CLUSTER_NAME (10-15 minutes)"
-  eksctl delete cluster --name "$CLUSTER_NAME" --region "$AWS_REGION" --wait
+    log "deleting cluster $CLUSTER_NAME (10-15 minutes)"
+    eksctl delete cluster --name "$CLUSTER_NAME" --region "$AWS_REGION" --wait
 else
-  echo "cluster $CLUSTER_NAME not found in $AWS_REGION: skipped"
+    log "cluster $CLUSTER_NAME not found in $AWS_REGION: skipped"
 fi
 
 for component in gateway serving; do
-  repo="species-classifier/$component"
-  if aws ecr describe-repositories --repository-names "$repo" >/dev/null 2>&1; then
-    log "deleting ECR repository $repo and its images"
-    aws ecr delete-repository --repository-name "$repo" --force >/dev/null
-  else
-    echo "ECR repository $repo not found: skipped"
-  fi
+    repo=species-classifier/$component
+    if aws ecr describe-repositories --repository-names "$repo" >/dev/null 2>&1; then
+        log "deleting ECR repository $repo and its images"
+        aws ecr delete-repository --repository-name "$repo" --force >/dev/null
+    else
+        log "ECR repository $repo not found: skipped"
+    fi
 done
 
-echo
-echo "Everything make eks-up created in $AWS_REGION is gone (check the EC2 console for load balancers if the"
-echo "controller was removed by hand before the chart)."
+cat <<EOF
+
+Everything make eks-up created in $AWS_REGION is gone (check the EC2 console for load balancers if the
+controller was removed by hand before the chart).
+EOF

@@ -7,9 +7,9 @@
 # SERVING_PORT (8500), GATEWAY_PORT_LOCAL (9696). Any gateway setting (LOG_FORMAT, MAX_BATCH_SIZE, ...) set
 # in the environment is passed through.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
 
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 VENV=${VENV:-$ROOT/.venv}
 GW_VENV=${GW_VENV:-$ROOT/.venv-gateway}
 MODEL_BASE_PATH=${MODEL_BASE_PATH:-$ROOT/build/models/species_model}
@@ -17,12 +17,10 @@ SERVING_PORT=${SERVING_PORT:-8500}
 HTTP_PORT=${GATEWAY_PORT_LOCAL:-9696}
 HOST=127.0.0.1
 
-die() { echo "local.sh: $*" >&2; exit 1; }
-
 [[ -x $VENV/bin/python ]] || die "$VENV/bin/python missing: run 'make venv'"
 [[ -x $GW_VENV/bin/python ]] || die "$GW_VENV/bin/python missing: run 'make venv'"
-compgen -G "$MODEL_BASE_PATH/[0-9]*/saved_model.pb" >/dev/null \
-    || die "no model version under $MODEL_BASE_PATH: run 'make model'"
+compgen -G "$MODEL_BASE_PATH/[0-9]*/saved_model.pb" >/dev/null ||
+    die "no model version under $MODEL_BASE_PATH: run 'make model'"
 
 port_in_use() {
     # Bash's /dev/tcp: connecting succeeds only when something listens there.
@@ -38,7 +36,7 @@ pids=()
 stop() {
     trap - INT TERM EXIT
     if ((${#pids[@]})); then
-        echo "stopping (pids ${pids[*]})" >&2
+        log "stopping (pids ${pids[*]})"
         kill -TERM "${pids[@]}" 2>/dev/null || true
         wait "${pids[@]}" 2>/dev/null || true
     fi
@@ -58,21 +56,16 @@ pids+=($!)
 
 # Wait for the gateway's readiness, which itself means the stand-in serves the model with the right
 # signature; give up if either process dies or after two minutes (TensorFlow's start on a slow machine).
+# Not wait_ready, which cannot watch the processes: the same poll (lib.sh's http_ok) in a loop that does.
 base=http://$HOST:$HTTP_PORT
-for _ in $(seq 1 240); do
+deadline=$((SECONDS + 120))
+until http_ok "$base/readyz"; do
     for pid in "${pids[@]}"; do
         kill -0 "$pid" 2>/dev/null || die "a process exited during start-up (see its log above)"
     done
-    if "$GW_VENV/bin/python" - "$base/readyz" <<'PY' 2>/dev/null; then
-import sys, urllib.request
-sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=1).status == 200 else 1)
-PY
-        break
-    fi
+    ((SECONDS < deadline)) || die "the gateway did not become ready within 2 minutes"
     sleep 0.5
 done
-"$GW_VENV/bin/python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
-    "$base/readyz" 2>/dev/null || die "the gateway did not become ready within 2 minutes"
 
 golden=$ROOT/build/golden/leopard.jpg
 cat <<MSG
