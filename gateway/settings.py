@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     )
     # gRPC caps a retry policy at 5 attempts (https://github.com/grpc/proposal/blob/master/A6-client-retries.md).
     serving_retries: int = Field(
-        default=2, ge=0, le=4, description="Extra attempts after UNAVAILABLE or RESOURCE_EXHAUSTED."
+        default=2, ge=0, le=4, description="Retries after UNAVAILABLE, RESOURCE_EXHAUSTED, CANCELLED."
     )
     serving_backoff_s: float = Field(
         default=0.05, gt=0, le=10, description="First retry backoff; doubles per attempt, full jitter."

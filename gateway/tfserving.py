@@ -4,11 +4,12 @@ Tensors are built from numpy bytes (`tensor_content`) and parsed with numpy; the
 never imported. The protobuf classes come from `tensorflow-serving-api` and TensorFlow's generated `*_pb2`
 modules (copied out of the TensorFlow wheel without the runtime by hack/vendor_tf_protos.py).
 
-Predict is retried by gRPC itself, from the channel's service config (`retryPolicy`): UNAVAILABLE and
-RESOURCE_EXHAUSTED (TF Serving's full batch queue), SERVING_RETRIES extra attempts with exponential backoff
-and full jitter, all within the call's deadline. Then gRPC status codes become gateway errors here, so
-routes never see grpc types: UNAVAILABLE / RESOURCE_EXHAUSTED -> 503 + Retry-After, DEADLINE_EXCEEDED ->
-504, INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION -> 502 contract mismatch, anything else -> 502.
+Predict is retried by gRPC itself, from the channel's service config (`retryPolicy`): UNAVAILABLE,
+RESOURCE_EXHAUSTED (TF Serving's full batch queue) and CANCELLED (a pod shutting down), SERVING_RETRIES extra
+attempts with exponential backoff and full jitter, all within the call's deadline. Then gRPC status codes
+become gateway errors here, so routes never see grpc types: those three -> 503 + Retry-After,
+DEADLINE_EXCEEDED -> 504, INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION -> 502 contract mismatch,
+anything else -> 502.
 """
 
 from __future__ import annotations
@@ -116,7 +117,10 @@ class ContractStatus:
     checked_at: float = field(default_factory=time.monotonic)
 
 
-RETRYABLE_CODES = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
+# CANCELLED is what a TF Serving pod answers for a call it had accepted as it shuts down (a rollout, a
+# scale-in): Predict is a pure function, so sending it again to another pod is safe. Calls the gateway
+# cancels itself (its own deadline, a client gone) are never retried: gRPC retries only what the server ended.
+RETRYABLE_CODES = ("UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED")
 
 
 def retry_policy(settings: Settings) -> dict[str, object]:
@@ -179,7 +183,7 @@ def channel_options(settings: Settings) -> list[tuple[str, object]]:
 def map_rpc_error(exc: grpc.aio.AioRpcError, settings: Settings) -> GatewayError:
     code = exc.code()
     metrics.UPSTREAM_ERRORS.labels(code=code.name).inc()
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+    if code.name in RETRYABLE_CODES:
         return UpstreamUnavailable(
             "TF Serving is unavailable; retry later", headers={"Retry-After": str(settings.retry_after_s)}
         )

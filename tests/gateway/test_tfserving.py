@@ -93,6 +93,7 @@ def test_channel_options_spread_calls_round_robin_and_fit_a_full_batch() -> None
     [
         (grpc.StatusCode.UNAVAILABLE, UpstreamUnavailable, 503),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, UpstreamUnavailable, 503),
+        (grpc.StatusCode.CANCELLED, UpstreamUnavailable, 503),
         (grpc.StatusCode.DEADLINE_EXCEEDED, UpstreamTimeout, 504),
         (grpc.StatusCode.INVALID_ARGUMENT, ContractMismatch, 502),
         (grpc.StatusCode.NOT_FOUND, ContractMismatch, 502),
@@ -228,7 +229,7 @@ def test_the_contract_check_fails_while_the_model_is_loading(fake_serving: FakeS
 # --- retries: gRPC's retry policy, from the channel's service config ---
 
 
-def test_the_service_config_retries_predict_on_unavailable_and_resource_exhausted() -> None:
+def test_the_service_config_retries_predict_on_unavailable_resource_exhausted_and_cancelled() -> None:
     options = dict(tfserving.channel_options(Settings(serving_retries=3, serving_backoff_s=0.1)))
     config = json.loads(str(options["grpc.service_config"]))
     (method,) = config["methodConfig"]
@@ -238,7 +239,7 @@ def test_the_service_config_retries_predict_on_unavailable_and_resource_exhauste
         "initialBackoff": "0.100000s",
         "maxBackoff": "0.400000s",
         "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED"],
     }
     # A whole batch fits the retry buffer, or gRPC would give up retrying it.
     assert int(str(options["grpc.per_rpc_retry_buffer_size"])) >= 32 * contract.IMAGE_BYTES
@@ -262,6 +263,16 @@ def test_resource_exhausted_is_retried_and_then_succeeds(fake_serving: FakeServi
     prediction = run_client(Settings(tf_serving_host=fake_serving.address), lambda c: c.predict(batch(1)))
     assert prediction.probabilities.shape == (1, 8)
     assert fake_serving.servicer.behaviour.calls == [1]
+
+
+def test_a_call_cancelled_by_a_pod_shutting_down_is_retried_and_then_succeeds(
+    fake_serving: FakeServingServer,
+) -> None:
+    fake_serving.servicer.behaviour.fail_with = grpc.StatusCode.CANCELLED
+    fake_serving.servicer.behaviour.fail_times = 1
+    prediction = run_client(Settings(tf_serving_host=fake_serving.address), lambda c: c.predict(batch(1)))
+    assert prediction.probabilities.shape == (1, 8)
+    assert fake_serving.servicer.behaviour.fail_times == 0
 
 
 def test_a_full_batch_is_retried_too(fake_serving: FakeServingServer) -> None:
