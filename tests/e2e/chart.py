@@ -169,6 +169,15 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.5, what: str = 
     raise TimeoutError(f"{what} not met after {timeout} s")
 
 
+def wait_settled(core: Any, namespace: str, timeout: float = 120) -> None:
+    """Waits until no pod in `namespace` is terminating: what a previous step rolled is really gone."""
+    wait_for(
+        lambda: all(p.metadata.deletion_timestamp is None for p in core.list_namespaced_pod(namespace).items),
+        timeout,
+        what=f"no terminating pod in {namespace}",
+    )
+
+
 def ready_count(core: Any, namespace: str, release: str, component: str) -> int:
     return sum(pod_ready(p) for p in pods_of(core, namespace, release, component))
 

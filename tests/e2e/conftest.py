@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -142,6 +143,26 @@ def kind_api(pytestconfig: pytest.Config) -> Iterator[Any]:
     finally:
         if created and os.environ.get("KEEP_KIND_CLUSTER") != "1":
             run_script(pytestconfig, "kind-down.sh", 300)
+
+
+def unready_nodes(api: Any) -> list[str]:
+    from kubernetes import client
+
+    return [
+        node.metadata.name
+        for node in client.CoreV1Api(api).list_node().items
+        if not any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+    ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nodes_ready(kind_api: Any) -> None:
+    """Every module starts on a cluster whose nodes are all Ready, or fails at once, saying what it found."""
+    deadline = time.monotonic() + 120
+    while (unready := unready_nodes(kind_api)) and time.monotonic() < deadline:
+        time.sleep(3)
+    if unready:
+        pytest.fail(f"nodes not Ready after 2 minutes: {unready}\n{cluster_snapshot()}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

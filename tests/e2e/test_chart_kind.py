@@ -195,6 +195,7 @@ def ready_addresses(core: Any, service: str) -> set[str]:
 def test_rolling_changes_under_load_lose_no_request(
     release: chart.Release, core: Any, golden_dir: Path
 ) -> None:
+    chart.wait_settled(core, NAMESPACE)  # the previous test's old pods, still in their preStop pause
     gateway_restarts = chart.restarts(core, NAMESPACE, RELEASE, "gateway")
     phases: dict[str, dict[str, float | int]] = {}
     with SteadyLoad(ENDPOINT, golden_dir) as load:
@@ -256,26 +257,38 @@ def workers(core: Any) -> str:
 
 
 def test_a_rollout_allowed_to_take_the_only_gateway_down_loses_requests(
-    release: chart.Release, golden_dir: Path
+    release: chart.Release, apps: Any, golden_dir: Path
 ) -> None:
-    # The negative control of the test above: with maxUnavailable 1 and no surge, the one gateway pod is
-    # stopped before its replacement is ready, and the same load sees failures. So a zero there means the
-    # chart's strategy (maxUnavailable 0), readiness and preStop did the work, not a lenient test.
-    strategy = {"spec": {"strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}}}
-    release.kubectl("patch", release.deployment("gateway"), "--type=merge", "-p", json.dumps(strategy))
+    # The negative control of the test above: the same load, and a rollout that may stop the one gateway pod
+    # before its replacement is Ready (maxUnavailable 1, no surge) and without the preStop pause that lets
+    # endpoints catch up. It must see failures; so the zero above is the chart's strategy (maxUnavailable 0),
+    # readiness and preStop at work, not a lenient test. One patch changes both, which starts the rollout.
+    name = release.deployment("gateway").split("/", 1)[1]
+    lifecycle = apps.read_namespaced_deployment(name, NAMESPACE).spec.template.spec.containers[0].lifecycle
+    prestop = client.ApiClient().sanitize_for_serialization(lifecycle)
+    assert prestop["preStop"], "the chart's gateway has a preStop pause"
+    strategy_path = "/spec/strategy/rollingUpdate"
+    lifecycle_path = "/spec/template/spec/containers/0/lifecycle"
+    unsafe = [
+        {"op": "replace", "path": strategy_path, "value": {"maxSurge": 0, "maxUnavailable": 1}},
+        {"op": "remove", "path": lifecycle_path},
+    ]
+    restore = [
+        {"op": "replace", "path": strategy_path, "value": {"maxSurge": 1, "maxUnavailable": 0}},
+        {"op": "add", "path": lifecycle_path, "value": prestop},
+    ]
     try:
         with SteadyLoad(ENDPOINT, golden_dir) as load:
             time.sleep(2)
-            release.kubectl("rollout", "restart", release.deployment("gateway"))
+            release.kubectl("patch", release.deployment("gateway"), "--type=json", "-p", json.dumps(unsafe))
             release.rollout_status("gateway")
             time.sleep(3)
         report = load.report()
     finally:
-        restore = {"spec": {"strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}}
-        release.kubectl("patch", release.deployment("gateway"), "--type=merge", "-p", json.dumps(restore))
+        release.kubectl("patch", release.deployment("gateway"), "--type=json", "-p", json.dumps(restore))
         release.rollout_status("gateway")
-    chart.record("negative_control_max_unavailable_1", report.summary())
-    assert report.failed > 0
+    chart.record("negative_control_max_unavailable_1_no_prestop", report.summary())
+    assert report.failed > 0, report.summary()
 
 
 def test_without_its_only_serving_pod_the_gateway_answers_503_with_retry_after_then_recovers(
