@@ -55,6 +55,13 @@ BUILD := $(ROOT)/build
 MODEL_VERSION := 1
 MODEL_DIR := $(BUILD)/models/species_model/$(MODEL_VERSION)
 MODEL_STAMP := $(MODEL_DIR)/saved_model.pb
+# The demo model is deterministic in its inputs, so a copy is kept outside the clone, keyed by them (model/*.py,
+# its requirements, TensorFlow's and Python's versions): a fresh clone copies it instead of training again.
+# SPECIES_CACHE_DIR moves the cache, as it does for hack/lib.sh.
+CACHE_DIR := $(or $(SPECIES_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/species-classifier)
+MODEL_KEY := $(shell cat $(sort $(wildcard $(ROOT)/model/*.py)) $(ROOT)/model/requirements.txt | sha256sum | cut -c1-16)-tf$(TF_VERSION)-$(shell $(PYTHON) -c 'import sys; print("py%d.%d" % sys.version_info[:2])')
+MODEL_CACHE := $(CACHE_DIR)/model/$(MODEL_KEY)
+MODEL_OUTPUTS := demo models golden
 
 # The level-4 control plane (sim-bins, sim-up, sim-down, listed last by `make help`) and SIM_TEST_DEPS, which
 # `make test` needs built; included here, after the variables it uses and before the rules that use it.
@@ -106,10 +113,23 @@ $(S3_VENV)/.installed: tests/s3-requirements.txt
 	touch $@
 
 .PHONY: model
-model: $(MODEL_STAMP) ## Build the demo model and golden images into build/ (deterministic, a few minutes).
+model: $(MODEL_STAMP) $(MODEL_CACHE)/.complete ## Build the demo model and golden images into build/ (deterministic, a few minutes; cached by its inputs).
 
 $(MODEL_STAMP): $(VENV)/.installed $(wildcard model/*.py)
-	$(VENV_PY) -m model.demo --out $(BUILD)
+	if [ -f $(MODEL_CACHE)/.complete ]; then \
+		echo "model: the demo model of these inputs, from $(MODEL_CACHE)"; \
+		mkdir -p $(BUILD) && rm -rf $(addprefix $(BUILD)/,$(MODEL_OUTPUTS)); \
+		cp -a $(addprefix $(MODEL_CACHE)/,$(MODEL_OUTPUTS)) $(BUILD)/ && touch $@; \
+	else \
+		$(VENV_PY) -m model.demo --out $(BUILD); \
+	fi
+
+# Order-only: stored once per key, from the build that made it.
+$(MODEL_CACHE)/.complete: | $(MODEL_STAMP)
+	rm -rf $(MODEL_CACHE).tmp && mkdir -p $(MODEL_CACHE).tmp
+	cp -a $(addprefix $(BUILD)/,$(MODEL_OUTPUTS)) $(MODEL_CACHE).tmp/
+	touch $(MODEL_CACHE).tmp/.complete
+	rm -rf $(MODEL_CACHE) && mv $(MODEL_CACHE).tmp $(MODEL_CACHE)
 
 .PHONY: local
 local: venv model ## Run the stand-in on 127.0.0.1:8500 and the gateway on 127.0.0.1:9696; Ctrl-C stops both.
