@@ -68,6 +68,20 @@ else
     export DOCKER_BUILDKIT=0
 fi
 
+# --- disk ------------------------------------------------------------------------------------------------------
+# Images and the nodes' own image stores take several GiB; a disk that fills up fails pods in confusing ways
+# (containers that never start, empty logs), so check first and free what can be rebuilt when space is short.
+docker_root=$(docker info --format '{{.DockerRootDir}}')
+free=$(free_gib "$docker_root")
+if ((free < 15)); then
+    warn "only $free GiB free for Docker's data ($docker_root): removing dangling images and the build cache"
+    docker image prune --force >/dev/null
+    docker builder prune --force >/dev/null 2>&1 || true
+    free=$(free_gib "$docker_root")
+fi
+((free >= 6)) || die "only $free GiB free for Docker's data ($docker_root); the cluster needs about 6 GiB more: free some (docker system prune, go clean -cache)"
+log "$free GiB free for Docker's data ($docker_root)"
+
 # --- cluster ---------------------------------------------------------------------------------------------------
 if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
     log "reusing kind cluster '$CLUSTER'"

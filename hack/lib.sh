@@ -58,3 +58,8 @@ http_ok() {
 docker_answers() {
     command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
 }
+
+# free_gib PATH: whole GiB free on the filesystem holding PATH.
+free_gib() {
+    df -Pk "$1" | awk 'NR == 2 { print int($4 / 1048576) }'
+}

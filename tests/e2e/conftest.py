@@ -37,6 +37,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+def disk_free() -> str:
+    """Free space where Docker keeps images and the nodes' volumes: a full disk fails pods in odd ways."""
+    try:
+        root = subprocess.run(
+            ["docker", "info", "--format", "{{.DockerRootDir}}"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        usage = shutil.disk_usage(root or "/")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"(disk: {error})"
+    return f"Docker data root {root}: {usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.0f} GiB"
+
+
 def cluster_snapshot() -> str:
     """Nodes, the pods not Running and Ready, and the latest warning events, as kubectl prints them."""
     from tests.e2e.kube import kubectl_binary
@@ -61,6 +73,7 @@ def cluster_snapshot() -> str:
     ).splitlines()
     return "\n".join(
         [
+            disk_free(),
             run("get", "nodes", "--output", "wide"),
             *(pods[:1] + unhealthy if unhealthy else ["(every pod Running and Ready)"]),
             *events[-25:],
