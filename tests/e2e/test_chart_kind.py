@@ -73,11 +73,19 @@ def test_every_pod_of_the_chart_becomes_ready_in_a_restricted_namespace(
     assert (
         core.read_namespace(NAMESPACE).metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
     )
-    for component in ("gateway", "serving"):
+
+    def ready(component: str) -> bool:
         deployment = apps.read_namespaced_deployment(f"{RELEASE}-{component}", NAMESPACE)
-        assert deployment.status.ready_replicas == deployment.spec.replicas == 1
-        assert all(chart.pod_ready(p) for p in chart.pods_of(core, NAMESPACE, RELEASE, component))
-    assert chart.http_status(f"{ENDPOINT}/readyz") == 200
+        pods = chart.pods_of(core, NAMESPACE, RELEASE, component)
+        return deployment.status.ready_replicas == deployment.spec.replicas == 1 and all(
+            chart.pod_ready(p) for p in pods
+        )
+
+    for component in ("gateway", "serving"):
+        chart.wait_for(lambda c=component: ready(c), 120, what=f"the chart's {component} Ready")
+    # The node port of a Service just created answers once kube-proxy has programmed it (seconds, longer
+    # on a busy machine).
+    chart.wait_for(lambda: chart.http_status(f"{ENDPOINT}/readyz") == 200, 60, what=f"{ENDPOINT}/readyz 200")
 
 
 def test_helm_test_runs_the_golden_image_hook_pod_and_passes(release: chart.Release) -> None:
