@@ -178,6 +178,20 @@ def nodes_ready(kind_api: Any) -> None:
         pytest.fail(f"nodes not Ready after 2 minutes: {unready}\n{cluster_snapshot()}", pytrace=False)
 
 
+@pytest.fixture(scope="module")
+def core(kind_api: Any) -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(kind_api)
+
+
+@pytest.fixture(scope="module")
+def apps(kind_api: Any) -> Any:
+    from kubernetes import client
+
+    return client.AppsV1Api(kind_api)
+
+
 @pytest.fixture(scope="session")
 def addons(kind_api: Any, pytestconfig: pytest.Config) -> None:
     """MetalLB and metrics-server, installed by hack/kind-addons.sh when the cluster lacks them."""

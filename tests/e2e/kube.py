@@ -7,9 +7,11 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
 CONTEXT = "kind-species-classifier"
@@ -94,3 +96,56 @@ def port_forward(
 
 def selector_of(deployment: Any) -> str:
     return ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
+
+
+def restricted_pod(
+    image: str, name: str, labels: dict[str, str], command: list[str], volumes: Sequence[Any] = ()
+) -> Any:
+    """A pod that passes Pod Security "restricted" and runs `command` once in `image`; `volumes` read-only."""
+    mounts = [client.V1VolumeMount(name=v.name, mount_path=f"/{v.name}", read_only=True) for v in volumes]
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            automount_service_account_token=False,
+            security_context=client.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=10001,
+                run_as_group=10001,
+                fs_group=10001,
+                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+            ),
+            containers=[
+                client.V1Container(
+                    name="main",
+                    image=image,
+                    image_pull_policy="IfNotPresent",
+                    command=command,
+                    volume_mounts=mounts,
+                    security_context=client.V1SecurityContext(
+                        allow_privilege_escalation=False,
+                        read_only_root_filesystem=True,
+                        capabilities=client.V1Capabilities(drop=["ALL"]),
+                    ),
+                )
+            ],
+            volumes=list(volumes) or None,
+        ),
+    )
+
+
+def run_pod(core: Any, pod: Any, timeout: float = 180) -> tuple[str, str]:
+    """Creates `pod`, waits for it to end; (phase, log). The pod is deleted afterwards."""
+    core.create_namespaced_pod(NAMESPACE, pod)
+    name = pod.metadata.name
+    try:
+        deadline = time.monotonic() + timeout
+        phase = None
+        while time.monotonic() < deadline:
+            phase = core.read_namespaced_pod(name, NAMESPACE).status.phase
+            if phase in ("Succeeded", "Failed"):
+                break
+            time.sleep(2)
+        return str(phase), core.read_namespaced_pod_log(name, NAMESPACE)
+    finally:
+        core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)

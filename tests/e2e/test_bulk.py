@@ -32,7 +32,7 @@ from kubernetes import client, utils
 from kubernetes.client.rest import ApiException
 
 from model import spec
-from tests.e2e.kube import NAMESPACE, REPO
+from tests.e2e.kube import NAMESPACE, REPO, restricted_pod, run_pod
 from tests.packaging import render
 
 BULK = "species-classifier-bulk"
@@ -56,56 +56,6 @@ BULK_LABELS = {
     "app.kubernetes.io/instance": "species-classifier",
     "app.kubernetes.io/component": "bulk",
 }
-
-
-def restricted_pod(name: str, labels: dict[str, str], command: list[str], volumes: list[Any]) -> Any:
-    mounts = [client.V1VolumeMount(name=v.name, mount_path=f"/{v.name}", read_only=True) for v in volumes]
-    return client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name, labels=labels),
-        spec=client.V1PodSpec(
-            restart_policy="Never",
-            automount_service_account_token=False,
-            security_context=client.V1PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=10001,
-                run_as_group=10001,
-                fs_group=10001,
-                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
-            ),
-            containers=[
-                client.V1Container(
-                    name="main",
-                    image=IMAGE,
-                    image_pull_policy="IfNotPresent",
-                    command=command,
-                    volume_mounts=mounts,
-                    security_context=client.V1SecurityContext(
-                        allow_privilege_escalation=False,
-                        read_only_root_filesystem=True,
-                        capabilities=client.V1Capabilities(drop=["ALL"]),
-                    ),
-                )
-            ],
-            volumes=volumes,
-        ),
-    )
-
-
-def run_pod(core: Any, pod: Any, timeout: float = 180) -> tuple[str, str]:
-    """Creates `pod`, waits for it to end; (phase, log). The pod is deleted afterwards."""
-    core.create_namespaced_pod(NAMESPACE, pod)
-    name = pod.metadata.name
-    try:
-        deadline = time.monotonic() + timeout
-        phase = None
-        while time.monotonic() < deadline:
-            phase = core.read_namespaced_pod(name, NAMESPACE).status.phase
-            if phase in ("Succeeded", "Failed"):
-                break
-            time.sleep(2)
-        return str(phase), core.read_namespaced_pod_log(name, NAMESPACE)
-    finally:
-        core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
 
 
 def bulk_objects() -> list[dict[str, Any]]:
@@ -250,6 +200,7 @@ def finished_job(kind_api: Any, golden_dir: Path) -> Iterator[dict[str, Any]]:
             f"the bulk Job did not finish: {status}\n{json.dumps(logs, indent=1)}"
         )
         reader = restricted_pod(
+            IMAGE,
             "e2e-bulk-reader",
             {"app.kubernetes.io/name": "e2e-bulk-reader"},
             [
@@ -331,7 +282,7 @@ def test_a_pod_with_the_bulk_labels_reaches_the_gateway_and_nothing_else(kind_ap
     try:
         phase, output = run_pod(
             client.CoreV1Api(kind_api),
-            restricted_pod("e2e-bulk-egress-probe", BULK_LABELS, ["python", "-c", probe], []),
+            restricted_pod(IMAGE, "e2e-bulk-egress-probe", BULK_LABELS, ["python", "-c", probe]),
         )
     finally:
         delete_quietly(policy.delete_namespaced_network_policy, BULK, NAMESPACE)

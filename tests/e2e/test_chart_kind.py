@@ -31,16 +31,6 @@ ANSWER_BOUND_S = 5.0 + 2.0
 
 
 @pytest.fixture(scope="module")
-def core(kind_api: Any) -> Any:
-    return client.CoreV1Api(kind_api)
-
-
-@pytest.fixture(scope="module")
-def apps(kind_api: Any) -> Any:
-    return client.AppsV1Api(kind_api)
-
-
-@pytest.fixture(scope="module")
 def release(core: Any, apps: Any, golden_dir: Path) -> Iterator[chart.Release]:
     images = chart.overlay_images(apps)
     flags = [

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from model import spec
 from tests.e2e import chart
@@ -19,16 +18,6 @@ from tests.e2e.kube import CONTEXT, REPO, kubectl_binary
 
 OVERLAY_NAMESPACE = "species-classifier-eks"
 RELEASE = "species-classifier"
-
-
-@pytest.fixture(scope="module")
-def core(kind_api: Any) -> Any:
-    return client.CoreV1Api(kind_api)
-
-
-@pytest.fixture(scope="module")
-def apps(kind_api: Any) -> Any:
-    return client.AppsV1Api(kind_api)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,20 +19,10 @@ import pytest
 from kubernetes import client
 
 from model import spec
-from tests.e2e.kube import NAMESPACE, kubectl, port_forward, selector_of
+from tests.e2e.kube import NAMESPACE, kubectl, port_forward, restricted_pod, run_pod, selector_of
 
 DEPLOYMENTS = ("species-classifier-gateway", "species-classifier-serving")
 NODE_PORT_URL = "http://localhost:8080"
-
-
-@pytest.fixture(scope="module")
-def apps(kind_api: Any) -> Any:
-    return client.AppsV1Api(kind_api)
-
-
-@pytest.fixture(scope="module")
-def core(kind_api: Any) -> Any:
-    return client.CoreV1Api(kind_api)
 
 
 def ready_endpoints(kind_api: Any, service: str) -> list[Any]:
@@ -155,46 +144,10 @@ def test_a_pod_without_the_gateway_labels_cannot_reach_tf_serving(core: Any, app
         .spec.template.spec.containers[0]
         .image
     )
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name, labels={"app.kubernetes.io/name": "e2e-probe"}),
-        spec=client.V1PodSpec(
-            restart_policy="Never",
-            automount_service_account_token=False,
-            security_context=client.V1PodSecurityContext(
-                run_as_non_root=True,
-                run_as_user=10001,
-                run_as_group=10001,
-                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
-            ),
-            containers=[
-                client.V1Container(
-                    name="probe",
-                    image=image,
-                    image_pull_policy="IfNotPresent",
-                    command=["python", "-c", connect],
-                    security_context=client.V1SecurityContext(
-                        allow_privilege_escalation=False,
-                        read_only_root_filesystem=True,
-                        capabilities=client.V1Capabilities(drop=["ALL"]),
-                    ),
-                )
-            ],
-        ),
-    )
-    core.create_namespaced_pod(NAMESPACE, pod)
-    try:
-        deadline = time.monotonic() + 120
-        phase = None
-        while time.monotonic() < deadline:
-            phase = core.read_namespaced_pod(name, NAMESPACE).status.phase
-            if phase in ("Succeeded", "Failed"):
-                break
-            time.sleep(2)
-        output = core.read_namespaced_pod_log(name, NAMESPACE)
-        assert phase == "Failed", f"phase {phase}: {output}"
-        assert output.startswith("blocked:"), output
-    finally:
-        core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
+    pod = restricted_pod(image, name, {"app.kubernetes.io/name": "e2e-probe"}, ["python", "-c", connect])
+    phase, output = run_pod(core, pod, timeout=120)
+    assert phase == "Failed", f"phase {phase}: {output}"
+    assert output.startswith("blocked:"), output
 
 
 PROBE = """
