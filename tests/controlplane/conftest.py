@@ -33,7 +33,8 @@ def _sim(command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="session")
+# Package-scoped: stopped once this folder's tests are done, so it takes no CPU from the later levels.
+@pytest.fixture(scope="package")
 def control_plane() -> Iterator[cluster.ControlPlane]:
     checked = _sim("check")
     if checked.returncode == 3:
@@ -52,7 +53,7 @@ def control_plane() -> Iterator[cluster.ControlPlane]:
         _sim("down")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def helm_ready(control_plane: cluster.ControlPlane) -> cluster.ControlPlane:
     """The control plane, for tests that also need bin/helm and the chart."""
     reason = render.chart_available()

@@ -50,6 +50,10 @@ def release(addons: None, core: Any, apps: Any, golden_dir: Path) -> Iterator[ch
     installed = chart.Release(RELEASE, NAMESPACE, flags)
     installed.upgrade()
     try:
+        # An address is assigned at once, but MetalLB answers ARP for it only once a speaker has taken it up:
+        # seconds, longer on a busy machine. The tests start from a load balancer that serves.
+        url = f"http://{chart.load_balancer_address(core, NAMESPACE)}"
+        chart.wait_for(lambda: chart.http_status(f"{url}/readyz") == 200, 180, 1, what=f"{url}/readyz 200")
         yield installed
     finally:
         try:
@@ -231,7 +235,7 @@ def test_the_gateway_hpa_scales_out_under_load_and_back_in_after_without_a_faile
     # A light load goes on while the HPA removes the pods again.
     with SteadyLoad(url, golden_dir, rate=2) as light:
         in_after = chart.wait_for(
-            lambda: hpa_status(kind_api, "gateway").desired_replicas == minimum, 300, 2, what="scale-in"
+            lambda: hpa_status(kind_api, "gateway").desired_replicas == minimum, 480, 2, what="scale-in"
         )
         chart.wait_for(
             lambda: len(chart.pods_of(core, NAMESPACE, RELEASE, "gateway")) == minimum,
