@@ -183,7 +183,16 @@ def finished_job(kind_api: Any, golden_dir: Path) -> Iterator[dict[str, Any]]:
         core.create_namespaced_config_map(
             NAMESPACE, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=INPUT), binary_data=images)
         )
-        utils.create_from_yaml(kind_api, yaml_objects=objects, namespace=NAMESPACE)
+        # The claim first, bound to the volume before any pod asks for it (pods that find it unbound wait for
+        # the scheduler's and the kubelet's next tries, minutes on a busy machine).
+        claims = [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+        utils.create_from_yaml(kind_api, yaml_objects=claims, namespace=NAMESPACE)
+        bound_by = time.monotonic() + 120
+        while core.read_namespaced_persistent_volume_claim(OUTPUT_CLAIM, NAMESPACE).status.phase != "Bound":
+            assert time.monotonic() < bound_by, f"{OUTPUT_CLAIM} not Bound to {VOLUME} after 120 s"
+            time.sleep(2)
+        rest = [o for o in objects if o["kind"] != "PersistentVolumeClaim"]
+        utils.create_from_yaml(kind_api, yaml_objects=rest, namespace=NAMESPACE)
         deadline = time.monotonic() + JOB_TIMEOUT_S
         status = None
         logs: dict[str, str] = {}

@@ -217,7 +217,7 @@ def test_the_gateway_hpa_scales_out_under_load_and_back_in_after_without_a_faile
     # The metrics API must report the pods before the HPA can act.
     chart.wait_for(lambda: hpa_status(kind_api, "gateway").current_metrics, 180, 2, what="HPA metrics")
     minimum = hpa_status(kind_api, "gateway").desired_replicas
-    with SteadyLoad(url, golden_dir, rate=20) as heavy:
+    with SteadyLoad(url, golden_dir, rate=10) as heavy:
         out_after = chart.wait_for(
             lambda: hpa_status(kind_api, "gateway").desired_replicas > minimum, 240, 2, what="scale-out"
         )
