@@ -143,12 +143,18 @@ lint: $(VENV)/.installed ## Run ruff and mypy; go vet on the project's Go code.
 	cd hack/offline/capwrap && go vet ./...
 
 .PHONY: test
+# Where level 5 writes the cluster's state at its first failures; printed again at the very end of a failed run,
+# the part of a CI log read first.
+E2E_SNAPSHOT := build/e2e/cluster-at-failure.txt
 # Level 5 (tests/e2e) needs a Docker engine: `docker-up --if-possible` starts one where it can (root on
 # Debian) and otherwise says why; the e2e fixtures then create the kind cluster and remove it at the end.
 test: venv model tools browser $(KIND) $(SIM_TEST_DEPS) lint ## Run every test this machine can run (levels 1-5); the rest are reported as skipped, with the reason.
 	cd hack/offline/capwrap && go test ./...
 	hack/docker-up.sh --if-possible
-	$(VENV_PY) -m pytest
+	@rm -f $(E2E_SNAPSHOT); df -h . 2>/dev/null | sed 's/^/disk before the tests: /'
+	@$(VENV_PY) -m pytest || { status=$$?; df -h . 2>/dev/null | sed 's/^/disk after the tests: /'; \
+	  if [ -f $(E2E_SNAPSHOT) ]; then echo "--- $(E2E_SNAPSHOT) (the kind cluster at level 5's first failures) ---"; \
+	  head -c 15000 $(E2E_SNAPSHOT); fi; exit $$status; }
 
 # The demo page's browser test drives Debian's chromium through chromium-driver: no browser download.
 BROWSER_PACKAGES := chromium chromium-driver fonts-dejavu-core

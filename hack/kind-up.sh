@@ -30,6 +30,8 @@ VENV_PY=${VENV_PY:-$ROOT/.venv/bin/python}
 KIND_PULL=${KIND_PULL:-try}
 FORWARD_PORT=${FORWARD_PORT:-9696}
 NODE_PORT_URL=http://localhost:8080
+# Free space the cluster needs before it is made (see "disk" below).
+NEED_GIB=${KIND_NEED_GIB:-15}
 # TF Serving's startup probe allows 10 minutes for a model load; the demo model loads in seconds.
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-600s}
 WORK=$ROOT/build/kind
@@ -69,18 +71,32 @@ else
 fi
 
 # --- disk ------------------------------------------------------------------------------------------------------
-# Images and the nodes' own image stores take several GiB; a disk that fills up fails pods in confusing ways
-# (containers that never start, empty logs), so check first and free what can be rebuilt when space is short.
+# Measured: the cluster takes about 10 GiB (each worker's /var volume holds both images, packed and unpacked:
+# 4.6 GiB), and the tests a little more. A disk that fills up under a running cluster fails pods in confusing ways (containers
+# that never start, empty logs), so the leftovers of earlier builds go first and the space is checked.
 docker_root=$(docker info --format '{{.DockerRootDir}}')
+prune_leftovers
 free=$(free_gib "$docker_root")
-if ((free < 15)); then
-    warn "only $free GiB free for Docker's data ($docker_root): removing dangling images and the build cache"
-    docker image prune --force >/dev/null
-    docker builder prune --force >/dev/null 2>&1 || true
-    free=$(free_gib "$docker_root")
-fi
-((free >= 6)) || die "only $free GiB free for Docker's data ($docker_root); the cluster needs about 6 GiB more: free some (docker system prune, go clean -cache)"
+((free >= NEED_GIB)) || die "only $free GiB free for Docker's data ($docker_root); the cluster needs about $NEED_GIB GiB: free some (docker system prune, go clean -cache)"
 log "$free GiB free for Docker's data ($docker_root)"
+
+# --- host limits -----------------------------------------------------------------------------------------------
+# Each node's systemd, kubelet and containerd take inotify instances from the host's per-user limit, which all
+# three nodes share with the host: at the default 128, a busy cluster's kubelets start failing to watch
+# ("too many open files") and pods stop starting. Raised, never lowered, as root only.
+raise_limit() {
+    local current
+    current=$(sysctl -n "$1" 2>/dev/null) || return 0
+    if ((current < $2)); then
+        if [[ $(id -u) == 0 ]] && sysctl -q -w "$1=$2" 2>/dev/null; then
+            log "raised $1 from $current to $2"
+        else
+            warn "$1 is $current (kind advises at least $2); raise it as root if pods fail with 'too many open files'"
+        fi
+    fi
+}
+raise_limit fs.inotify.max_user_instances 512
+raise_limit fs.inotify.max_user_watches 524288
 
 # --- cluster ---------------------------------------------------------------------------------------------------
 if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
@@ -128,21 +144,21 @@ if ! available "$python_image"; then
 fi
 gateway_image=species-classifier/gateway:$VERSION
 log "building $gateway_image (Python base $python_image)"
-docker build -q -f gateway/Dockerfile --build-arg "PYTHON_IMAGE=$python_image" -t "$gateway_image" . >/dev/null
+docker build -q --label "$IMAGE_LABEL" -f gateway/Dockerfile --build-arg "PYTHON_IMAGE=$python_image" -t "$gateway_image" . >/dev/null
 
 overlay=k8s/overlays/kind
 serving_base=$(sed -n 's/^FROM //p' serving/Dockerfile | head -n 1)
 if available "$serving_base"; then
     serving_image=species-classifier/serving:$VERSION
     log "building $serving_image (on $serving_base)"
-    docker build -q -f serving/Dockerfile -t "$serving_image" . >/dev/null
+    docker build -q --label "$IMAGE_LABEL" -f serving/Dockerfile -t "$serving_image" . >/dev/null
 else
     # tensorflow/serving ships only as an image; without a registry, the stand-in (serving/standin) serves
     # the same model over the same gRPC API, in an image of the same shape.
     log "cannot pull $serving_base: the serving Deployment runs the TF Serving stand-in's image instead"
     serving_image=species-classifier/serving-standin:$VERSION
     log "building $serving_image (Python base $python_image)"
-    docker build -q -f serving/standin/Dockerfile --build-arg "PYTHON_IMAGE=$python_image" \
+    docker build -q --label "$IMAGE_LABEL" -f serving/standin/Dockerfile --build-arg "PYTHON_IMAGE=$python_image" \
         -t "$serving_image" . >/dev/null
     overlay=$WORK/overlay
     mkdir -p "$overlay"

@@ -63,3 +63,34 @@ docker_answers() {
 free_gib() {
     df -Pk "$1" | awk 'NR == 2 { print int($4 / 1048576) }'
 }
+
+# Every image the scripts here build carries this label, so their leftovers can be told from anyone else's.
+IMAGE_LABEL=io.github.species-classifier.built-by=hack
+
+# own_engine: the engine keeps its data in this project's cache (`make docker-up` started it there), so all
+# it holds is the project's.
+own_engine() {
+    [[ $(docker info --format '{{.DockerRootDir}}' 2>/dev/null) == "$CACHE_DIR"/* ]]
+}
+
+# prune_leftovers: removes what earlier builds left behind untagged (a tag built again leaves its previous
+# image dangling: over a GiB each for the stand-in) and, on the project's own engine, the build cache. On
+# another engine only the project's labelled images go. Tagged images, the caches keyed by pins, stay.
+prune_leftovers() {
+    if own_engine; then
+        docker image prune --force >/dev/null
+        docker builder prune --force >/dev/null 2>&1 || true
+    else
+        docker image prune --force --filter "label=$IMAGE_LABEL" >/dev/null
+    fi
+}
+
+# retire_others IMAGE: removes IMAGE's repository under every other tag (the same image built from older
+# inputs), so a cache keyed by its inputs does not grow with each change of them. An image a container still
+# uses (a cluster made before) stays until a later call.
+retire_others() {
+    local other
+    docker image ls "${1%:*}" --format '{{.Repository}}:{{.Tag}}' | while read -r other; do
+        [[ $other == "$1" ]] || docker image rm "$other" >/dev/null 2>&1 || true
+    done
+}

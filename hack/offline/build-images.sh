@@ -15,6 +15,8 @@
 # Each prints the image name on stdout (progress goes to stderr). Needs root for debootstrap (installed with
 # apt-get when missing), Go for the binaries, gcc for the pause container.
 set -euo pipefail
+# Each image is built in a command substitution (its name is the result): errors there must stop it too.
+shopt -s inherit_errexit
 SCRIPT=offline-images
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
@@ -96,7 +98,7 @@ deb $DEBIAN_MIRROR $DEBIAN_SUITE-updates main
 deb http://deb.debian.org/debian-security $DEBIAN_SUITE-security main
 EOF
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" --numeric-owner -c . | docker import - "$image" >/dev/null
+    tar -C "$rootfs" --numeric-owner -c . | docker import --change "LABEL $IMAGE_LABEL" - "$image" >/dev/null
     rm -rf "$rootfs"
     log "built $image"
     echo "$image"
@@ -116,7 +118,7 @@ python_image() {
     cp "$HERE/python/Dockerfile" "$context/"
     cp "$CA_BUNDLE" "$context/ca-certificates.crt"
     log "building $image"
-    docker build -q --build-arg "DEBIAN_IMAGE=$debian" -t "$image" "$context" >/dev/null
+    docker build -q --label "$IMAGE_LABEL" --build-arg "DEBIAN_IMAGE=$debian" -t "$image" "$context" >/dev/null
     rm -rf "$context"
     log "built $image"
     echo "$image"
@@ -201,7 +203,8 @@ single_binary_image() {
     install -d -m 1777 "$dir/tmp"
     install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/ca-certificates.crt"
     tar -C "$dir" --numeric-owner --owner=0 --group=0 -c . |
-        docker import ${entrypoint:+--change "ENTRYPOINT [\"$entrypoint\"]"} - "$image" >/dev/null
+        docker import --change "LABEL $IMAGE_LABEL" ${entrypoint:+--change "ENTRYPOINT [\"$entrypoint\"]"} - "$image" \
+            >/dev/null
     rm -rf "$dir"
 }
 
@@ -280,7 +283,7 @@ node_image() {
     sed -i "s|@KUBE_ROUTER_VERSION@|$KUBE_ROUTER_VERSION|g" "$context/files/kind/manifests/default-cni.yaml"
     base=species-classifier/kind-node-base:$KUBE_VERSION-$node_key
     log "building the node's first stage $base"
-    docker build -q --build-arg "DEBIAN_IMAGE=$debian" -t "$base" "$context" >/dev/null
+    docker build -q --label "$IMAGE_LABEL" --build-arg "DEBIAN_IMAGE=$debian" -t "$base" "$context" >/dev/null
     rm -rf "$context"
 
     # Import the images into the node's containerd (content only: each node unpacks what it runs, on its
@@ -323,7 +326,8 @@ iptables_image() {
     cp "$HERE/images/Dockerfile.iptables" "$context/Dockerfile"
     cp "$HERE/node/files/usr/local/bin/select-iptables" "$context/"
     cp "$binary" "$context/$name"
-    docker build -q --build-arg "DEBIAN_IMAGE=$debian" --build-arg "BINARY=$name" -t "$image" "$context" >/dev/null
+    docker build -q --label "$IMAGE_LABEL" --build-arg "DEBIAN_IMAGE=$debian" --build-arg "BINARY=$name" \
+        -t "$image" "$context" >/dev/null
     rm -rf "$context"
 }
 
@@ -346,14 +350,32 @@ addon_image() {
     echo "$image"
 }
 
+# drop_node_parts: the node's first stage and the images it holds are needed only while it is built (they are
+# inside it after); any left from an earlier key go too.
+drop_node_parts() {
+    docker image ls --format '{{.Repository}}:{{.Tag}}' | grep '^species-classifier/kind-node-' |
+        xargs -r docker image rm >/dev/null 2>&1 || true
+}
+
 case ${1:-} in
-    debian) debian_image ;;
-    python) python_image ;;
-    node) node_image ;;
-    metallb-controller) addon_image metallb-controller "$METALLB_VERSION" go.universe.tf/metallb/controller /controller ;;
-    metallb-speaker) addon_image metallb-speaker "$METALLB_VERSION" go.universe.tf/metallb/speaker /speaker ;;
+    debian) image=$(debian_image) ;;
+    python) image=$(python_image) ;;
+    node)
+        image=$(node_image)
+        drop_node_parts
+        ;;
+    metallb-controller)
+        image=$(addon_image metallb-controller "$METALLB_VERSION" go.universe.tf/metallb/controller /controller)
+        ;;
+    metallb-speaker)
+        image=$(addon_image metallb-speaker "$METALLB_VERSION" go.universe.tf/metallb/speaker /speaker)
+        ;;
     metrics-server)
-        addon_image metrics-server "$METRICS_SERVER_VERSION" sigs.k8s.io/metrics-server/cmd/metrics-server /metrics-server
+        image=$(addon_image metrics-server "$METRICS_SERVER_VERSION" \
+            sigs.k8s.io/metrics-server/cmd/metrics-server /metrics-server)
         ;;
     *) die "usage: $0 debian|python|node|metallb-controller|metallb-speaker|metrics-server" ;;
 esac
+# The same image built from older inputs is not needed again: a cache keyed by its inputs stays one deep.
+retire_others "$image"
+echo "$image"

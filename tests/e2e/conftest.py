@@ -10,6 +10,7 @@ reason, except under `CI=true`, where level 5 must run and a skip is a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -49,8 +50,39 @@ def disk_free() -> str:
     return f"Docker data root {root}: {usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.0f} GiB"
 
 
+def node_lines(run: Any) -> list[str]:
+    """Per node: conditions other than the healthy ones, taints, the free space under its /var, and the last
+    errors its kubelet and containerd logged (a node that stops starting pods says why there)."""
+    try:
+        nodes = json.loads(run("get", "nodes", "--output", "json"))["items"]
+    except (ValueError, KeyError) as error:
+        return [f"(nodes: {error})"]
+    lines = []
+    for node in nodes:
+        name = node["metadata"]["name"]
+        odd = [
+            f"{c['type']}={c['status']}"
+            for c in node["status"].get("conditions", [])
+            if (c["type"] == "Ready") != (c["status"] == "True")
+        ]
+        taints = [t["key"] for t in node["spec"].get("taints", [])]
+        lines.append(f"node {name}: {', '.join(odd) or 'healthy'}; taints: {', '.join(taints) or 'none'}")
+        script = (
+            "df -h /var | tail -n 1; journalctl -u kubelet -u containerd --no-pager -o cat --since -20min"
+            " | grep -E '^E[0-9]{4} |level=error' | tail -n 8 | cut -c 1-400"
+        )
+        try:
+            done = subprocess.run(
+                ["docker", "exec", name, "sh", "-c", script], capture_output=True, text=True, timeout=30
+            )
+            lines += [f"  {out}" for out in (done.stdout + done.stderr).splitlines()]
+        except (OSError, subprocess.TimeoutExpired) as error:
+            lines.append(f"  (docker exec {name}: {error})")
+    return lines
+
+
 def cluster_snapshot() -> str:
-    """Nodes, the pods not Running and Ready, and the latest warning events, as kubectl prints them."""
+    """Disk, nodes (with their own view), the pods not Running and Ready, and the latest warning events."""
     from tests.e2e.kube import kubectl_binary
 
     def run(*args: str) -> str:
@@ -75,6 +107,7 @@ def cluster_snapshot() -> str:
         [
             disk_free(),
             run("get", "nodes", "--output", "wide"),
+            *node_lines(run),
             *(pods[:1] + unhealthy if unhealthy else ["(every pod Running and Ready)"]),
             *events[-25:],
         ]

@@ -79,6 +79,25 @@ class StandInProcess:
                 return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
+    def wait_until_listening(self, timeout: float = STARTUP_TIMEOUT_S) -> float:
+        """Waits for the gRPC port to accept a TCP connection; returns `time.monotonic()` at that moment.
+
+        A plain socket each try, so the moment is within a poll interval of the port opening (a gRPC channel
+        that failed before backs off for seconds between its own tries)."""
+        host, _, port = self.address.rpartition(":")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                status = self.process.returncode
+                raise RuntimeError(f"stand-in exited with status {status} unopened:\n{self.log_tail()}")
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+                return time.monotonic()
+            except OSError:
+                time.sleep(0.05)
+        waited = f"{timeout:.0f} s"
+        raise TimeoutError(f"stand-in not listening on {self.address} after {waited}:\n{self.log_tail()}")
+
     def wait_until_serving(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
