@@ -99,6 +99,45 @@ raise_limit fs.inotify.max_user_instances 512
 raise_limit fs.inotify.max_user_watches 524288
 
 # --- cluster ---------------------------------------------------------------------------------------------------
+# restarted_nodes: the nodes started again after they were made (a restarted Docker engine or machine starts
+# them again). Here such a cluster came back half-working: its API answered and its nodes said Ready, but new
+# pods never started. So it is made again instead of reused.
+restarted_nodes() {
+    local node created started
+    for node in $("$KIND" get nodes --name "$CLUSTER" 2>/dev/null); do
+        read -r created started < <(docker inspect --format '{{.Created}} {{.State.StartedAt}}' "$node")
+        if (($(date -d "$started" +%s) - $(date -d "$created" +%s) > 600)); then
+            echo "$node"
+        fi
+    done
+}
+
+# healthy: the API server is ready and every node is Ready, within 90 seconds.
+healthy() {
+    local deadline=$((SECONDS + 90)) nodes
+    while ((SECONDS < deadline)); do
+        if kubectl --context "$CONTEXT" get --raw /readyz >/dev/null 2>&1; then
+            nodes=$(kubectl --context "$CONTEXT" get nodes --no-headers 2>/dev/null) || nodes=""
+            if [[ -n $nodes ]] && ! awk '$2 != "Ready" { found = 1 } END { exit !found }' <<<"$nodes"; then
+                return 0
+            fi
+        fi
+        sleep 5
+    done
+    return 1
+}
+
+if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+    "$KIND" export kubeconfig --name "$CLUSTER" >/dev/null 2>&1 || true
+    restarted=$(restarted_nodes)
+    if [[ -n $restarted ]]; then
+        warn "kind cluster '$CLUSTER' has nodes that restarted since they were made (${restarted//$'\n'/ }): making it again"
+        "$KIND" delete cluster --name "$CLUSTER"
+    elif ! healthy; then
+        warn "kind cluster '$CLUSTER' is not healthy (API server not ready or a node not Ready after 90 s): making it again"
+        "$KIND" delete cluster --name "$CLUSTER"
+    fi
+fi
 if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
     log "reusing kind cluster '$CLUSTER'"
 else

@@ -2,7 +2,8 @@
 
 With a Docker engine answering and no cluster `kind-species-classifier` reachable, the session runs
 `hack/kind-up.sh` itself (its output goes straight to the terminal: a first run builds the offline images for
-many minutes) and deletes the cluster at the end; an existing cluster is used as it is and left in place.
+many minutes) and deletes the cluster at the end; an existing cluster is used as it is and left in place,
+except under `CI=true`, which always makes its own.
 `KIND_PULL` defaults to `never` here, so tests contact no registry (the pinned images are used when present
 locally; otherwise the substitutes are built). Without a Docker engine every test here is skipped with the
 reason, except under `CI=true`, where level 5 must run and a skip is a failure.
@@ -170,7 +171,13 @@ def run_script(pytestconfig: pytest.Config, script: str, timeout: float) -> int:
 
 @pytest.fixture(scope="session")
 def kind_api(pytestconfig: pytest.Config) -> Iterator[Any]:
-    """The kind cluster's ApiClient; the cluster is made (and removed afterwards) when none answers."""
+    """The kind cluster's ApiClient; the cluster is made (and removed afterwards) when none answers.
+
+    Under CI=true a cluster from before (another run's, or one a restarted Docker engine brought back with
+    its nodes half-working) is removed first: CI tests only a cluster it made itself."""
+    in_ci = os.environ.get("CI") == "true"
+    if in_ci and docker_answers() and run_script(pytestconfig, "kind-down.sh", 300) != 0:
+        pytest.fail("hack/kind-down.sh could not remove the old cluster (output above)", pytrace=False)
     api = api_client()
     created = False
     if api is None:
