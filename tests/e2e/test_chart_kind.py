@@ -255,13 +255,15 @@ def workers(core: Any) -> str:
 
 
 def test_a_rollout_allowed_to_take_the_only_gateway_down_loses_requests(
-    release: chart.Release, apps: Any, golden_dir: Path
+    release: chart.Release, core: Any, apps: Any, golden_dir: Path
 ) -> None:
     # The negative control of the test above: the same load, and a rollout that may stop the one gateway pod
-    # before its replacement is Ready (maxUnavailable 1, no surge), without the preStop pause that lets
-    # endpoints catch up and with a 1 s grace period. It must see failures; so the zero above is the chart's
-    # strategy (maxUnavailable 0), readiness, preStop and drain at work, not a lenient test. One patch changes
-    # them all, which starts the rollout.
+    # before its replacement is Ready (maxUnavailable 1, no surge), of a pod without the preStop pause that
+    # lets endpoints catch up and with a 1 s grace period. It must see failures; so the zero above is the
+    # chart's strategy (maxUnavailable 0), readiness, preStop and drain at work, not a lenient test.
+    # A pod ends as its own spec says: the patch's first rollout replaces the chart's pod (with its preStop
+    # pause and 30 s grace, which bridge the gap by themselves) with an unsafe one, and only the second
+    # rollout, under load, takes an unsafe pod down.
     name = release.deployment("gateway").split("/", 1)[1]
     template = apps.read_namespaced_deployment(name, NAMESPACE).spec.template.spec
     lifecycle = template.containers[0].lifecycle
@@ -271,8 +273,8 @@ def test_a_rollout_allowed_to_take_the_only_gateway_down_loses_requests(
     strategy_path = "/spec/strategy/rollingUpdate"
     lifecycle_path = "/spec/template/spec/containers/0/lifecycle"
     grace_path = "/spec/template/spec/terminationGracePeriodSeconds"
-    # Without the grace period too: the gateway's own drain on SIGTERM (and kube-proxy's use of a terminating
-    # endpoint when no other is ready) once bridged the gap by itself.
+    # The short grace period too: the gateway's own drain on SIGTERM (and kube-proxy's use of a terminating
+    # endpoint while no other is ready) could bridge the gap by itself.
     unsafe = [
         {"op": "replace", "path": strategy_path, "value": {"maxSurge": 0, "maxUnavailable": 1}},
         {"op": "remove", "path": lifecycle_path},
@@ -284,9 +286,12 @@ def test_a_rollout_allowed_to_take_the_only_gateway_down_loses_requests(
         {"op": "replace", "path": grace_path, "value": grace},
     ]
     try:
+        release.kubectl("patch", release.deployment("gateway"), "--type=json", "-p", json.dumps(unsafe))
+        release.rollout_status("gateway")
+        chart.wait_settled(core, NAMESPACE)  # the chart's pod, in its preStop pause, is gone
         with SteadyLoad(ENDPOINT, golden_dir) as load:
             time.sleep(2)
-            release.kubectl("patch", release.deployment("gateway"), "--type=json", "-p", json.dumps(unsafe))
+            release.kubectl("rollout", "restart", release.deployment("gateway"))
             release.rollout_status("gateway")
             time.sleep(3)
         report = load.report()
