@@ -72,8 +72,9 @@ fi
 
 # --- disk ------------------------------------------------------------------------------------------------------
 # Measured: the cluster takes about 10 GiB (each worker's /var volume holds both images, packed and unpacked:
-# 4.6 GiB), and the tests a little more. A disk that fills up under a running cluster fails pods in confusing ways (containers
-# that never start, empty logs), so the leftovers of earlier builds go first and the space is checked.
+# 4.6 GiB), and the tests a little more. A disk that fills up under a running cluster fails pods in confusing
+# ways (containers that never start, empty logs), so the leftovers of earlier builds go first, then the space
+# is checked.
 docker_root=$(docker info --format '{{.DockerRootDir}}')
 prune_leftovers
 free=$(free_gib "$docker_root")

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,36 +79,37 @@ class StandInProcess:
                 return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
+    def _wait(self, ready: Callable[[], bool], state: str, timeout: float, interval: float) -> float:
+        """Polls `ready` until true and returns `time.monotonic()` then; fails with the log's tail when the
+        process exits first or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                status = self.process.returncode
+                raise RuntimeError(f"stand-in exited with status {status} before {state}:\n{self.log_tail()}")
+            if ready():
+                return time.monotonic()
+            time.sleep(interval)
+        waited = f"{timeout:.0f} s"
+        raise TimeoutError(f"stand-in not {state} on {self.address} after {waited}:\n{self.log_tail()}")
+
+    def is_listening(self) -> bool:
+        host, _, port = self.address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
     def wait_until_listening(self, timeout: float = STARTUP_TIMEOUT_S) -> float:
         """Waits for the gRPC port to accept a TCP connection; returns `time.monotonic()` at that moment.
 
         A plain socket each try, so the moment is within a poll interval of the port opening (a gRPC channel
         that failed before backs off for seconds between its own tries)."""
-        host, _, port = self.address.rpartition(":")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                status = self.process.returncode
-                raise RuntimeError(f"stand-in exited with status {status} unopened:\n{self.log_tail()}")
-            try:
-                socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
-                return time.monotonic()
-            except OSError:
-                time.sleep(0.05)
-        waited = f"{timeout:.0f} s"
-        raise TimeoutError(f"stand-in not listening on {self.address} after {waited}:\n{self.log_tail()}")
+        return self._wait(self.is_listening, "listening", timeout, 0.05)
 
     def wait_until_serving(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                status = self.process.returncode
-                raise RuntimeError(f"stand-in exited with status {status} before serving:\n{self.log_tail()}")
-            if self.is_serving():
-                return
-            time.sleep(0.2)
-        waited = f"{timeout:.0f} s"
-        raise TimeoutError(f"stand-in not SERVING on {self.address} after {waited}:\n{self.log_tail()}")
+        self._wait(self.is_serving, "SERVING", timeout, 0.2)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM, then SIGKILL if it has not exited within `timeout`; returns the exit status."""
