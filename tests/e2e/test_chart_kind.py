@@ -139,6 +139,10 @@ def test_a_serving_pod_still_loading_its_model_gets_no_traffic_until_it_is_ready
             "the load delay is the stand-in's (STANDIN_LOAD_DELAY_S); TF Serving loads at its own pace"
         )
     delay = 25
+    # The load starts on a settled release that serves: once, the first second's requests were reset by
+    # whatever the previous test had just restored.
+    chart.wait_settled(core, NAMESPACE)
+    chart.wait_for(lambda: chart.http_status(f"{ENDPOINT}/readyz") == 200, 60, what=f"{ENDPOINT}/readyz 200")
     before = {p.metadata.name for p in chart.pods_of(core, NAMESPACE, RELEASE, "serving")}
     with SteadyLoad(ENDPOINT, golden_dir) as load:
         release.kubectl("set", "env", release.deployment("serving"), f"STANDIN_LOAD_DELAY_S={delay}")
