@@ -59,9 +59,12 @@ MODEL_STAMP := $(MODEL_DIR)/saved_model.pb
 # its requirements, TensorFlow's and Python's versions): a fresh clone copies it instead of training again.
 # SPECIES_CACHE_DIR moves the cache, as it does for hack/lib.sh.
 CACHE_DIR := $(or $(SPECIES_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/species-classifier)
-MODEL_KEY := $(shell cat $(sort $(wildcard $(ROOT)/model/*.py)) $(ROOT)/model/requirements.txt | sha256sum | cut -c1-16)-tf$(TF_VERSION)-$(shell $(PYTHON) -c 'import sys; print("py%d.%d" % sys.version_info[:2])')
+PY_TAG := $(shell $(PYTHON) -c 'import sys; print("py%d.%d" % sys.version_info[:2])')
+MODEL_KEY := $(shell cat $(sort $(wildcard $(ROOT)/model/*.py)) $(ROOT)/model/requirements.txt | sha256sum | cut -c1-16)-tf$(TF_VERSION)-$(PY_TAG)
 MODEL_CACHE := $(CACHE_DIR)/model/$(MODEL_KEY)
 MODEL_OUTPUTS := demo models golden
+# Pinned Go tools and the control plane's binaries, by version (linked into bin/).
+TOOLS_CACHE := $(CACHE_DIR)/bin
 
 # The level-4 control plane (sim-bins, sim-up, sim-down, listed last by `make help`) and SIM_TEST_DEPS, which
 # `make test` needs built; included here, after the variables it uses and before the rules that use it.
@@ -82,34 +85,67 @@ print-version: ## Print the release version (the chart's appVersion), for script
 .PHONY: venv
 venv: $(VENV)/.installed $(GW_VENV)/.installed $(S3_VENV)/.installed ## Create the Python environments (.venv, .venv-gateway, .venv-s3) with pinned packages.
 
-$(VENV)/.installed: model/requirements.txt gateway/requirements.txt tests/requirements.txt serving/standin/requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(VENV_PY) -m pip install --quiet --disable-pip-version-check \
-		-r serving/standin/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt
-	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
-		tensorflow-serving-api==$(TF_SERVING_API_VERSION) megadetector-utils==$(MEGADETECTOR_UTILS_VERSION)
+# Each environment is built once per key in the cache outside the clone (CACHE_DIR/venv/NAME-KEY) and the clone
+# links to it: a new clone of unchanged pins installs nothing (a cold .venv is minutes of downloads). The key
+# covers what the recipe reads: the requirement files, the pins above, the vendoring script, Python's version.
+# A virtualenv cannot move once made, so it is built where it stays; `.complete` marks a whole one, and an
+# interrupted build is made again from scratch.
+VENV_INPUTS := model/requirements.txt gateway/requirements.txt tests/requirements.txt serving/standin/requirements.txt
+GW_VENV_INPUTS := gateway/requirements.txt gateway/requirements-bulk.txt hack/vendor_tf_protos.py
+S3_VENV_INPUTS := tests/s3-requirements.txt
+venv-key = $(shell { echo '$(2)'; cat $(1); } | sha256sum | cut -c1-16)-$(PY_TAG)
+VENV_CACHE := $(CACHE_DIR)/venv/main-$(call venv-key,$(VENV_INPUTS),$(TF_SERVING_API_VERSION) $(MEGADETECTOR_UTILS_VERSION))
+GW_VENV_CACHE := $(CACHE_DIR)/venv/gateway-$(call venv-key,$(GW_VENV_INPUTS),$(TF_SERVING_API_VERSION) $(TF_VERSION) $(BOTOCORE_SERVICES))
+S3_VENV_CACHE := $(CACHE_DIR)/venv/s3-$(call venv-key,$(S3_VENV_INPUTS),)
+PIP_INSTALL = -m pip install --quiet --disable-pip-version-check
+
+# link-venv LINK,CACHED: the clone's LINK points at the whole environment CACHED (a directory made before this
+# scheme is replaced).
+define link-venv
+rm -rf $(1) && ln -s $(2) $(1)
+@echo "venv: $(1) -> $(2)"
+endef
+
+$(VENV)/.installed: $(VENV_INPUTS)
+	if [ ! -f $(VENV_CACHE)/.complete ]; then \
+		rm -rf $(VENV_CACHE) && $(PYTHON) -m venv $(VENV_CACHE) && \
+		$(VENV_CACHE)/bin/python $(PIP_INSTALL) \
+			-r serving/standin/requirements.txt -r gateway/requirements.txt -r tests/requirements.txt && \
+		$(VENV_CACHE)/bin/python $(PIP_INSTALL) --no-deps \
+			tensorflow-serving-api==$(TF_SERVING_API_VERSION) megadetector-utils==$(MEGADETECTOR_UTILS_VERSION) && \
+		touch $(VENV_CACHE)/.complete; \
+	fi
+	$(call link-venv,$(VENV),$(VENV_CACHE))
 	touch $@
 
-$(GW_VENV)/.installed: gateway/requirements.txt gateway/requirements-bulk.txt hack/vendor_tf_protos.py
-	$(PYTHON) -m venv $(GW_VENV)
-	$(GW_PY) -m pip install --quiet --disable-pip-version-check -r gateway/requirements.txt \
-		-r gateway/requirements-bulk.txt
-	$(GW_PY) -m pip install --quiet --disable-pip-version-check --no-deps \
-		tensorflow-serving-api==$(TF_SERVING_API_VERSION)
-	$(GW_PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-		--dest $(BUILD)/wheels tensorflow-cpu==$(TF_VERSION)
-	$(GW_PY) hack/vendor_tf_protos.py --wheel $(BUILD)/wheels/tensorflow_cpu-$(TF_VERSION)-*.whl \
-		--dest $$($(GW_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-	# As in gateway/Dockerfile: numpy's own test suite is never imported by the gateway.
-	find $(GW_VENV)/lib -path '*/numpy/*' -type d -name tests -prune -exec rm -rf {} +
-	# As in gateway/Dockerfile: botocore's models of the ~440 AWS services the bulk Job never calls.
-	find $$($(GW_PY) -c 'import botocore, os; print(os.path.dirname(botocore.__file__))')/data -mindepth 1 \
-		-maxdepth 1 -type d $(foreach service,$(BOTOCORE_SERVICES),! -name $(service)) -exec rm -rf {} +
+$(GW_VENV)/.installed: $(GW_VENV_INPUTS)
+	if [ ! -f $(GW_VENV_CACHE)/.complete ]; then \
+		rm -rf $(GW_VENV_CACHE) $(GW_VENV_CACHE).wheels && $(PYTHON) -m venv $(GW_VENV_CACHE) && \
+		gw=$(GW_VENV_CACHE)/bin/python && \
+		$$gw $(PIP_INSTALL) -r gateway/requirements.txt -r gateway/requirements-bulk.txt && \
+		$$gw $(PIP_INSTALL) --no-deps tensorflow-serving-api==$(TF_SERVING_API_VERSION) && \
+		$$gw -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+			--dest $(GW_VENV_CACHE).wheels tensorflow-cpu==$(TF_VERSION) && \
+		$$gw hack/vendor_tf_protos.py --wheel $(GW_VENV_CACHE).wheels/tensorflow_cpu-$(TF_VERSION)-*.whl \
+			--dest $$($$gw -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+		rm -rf $(GW_VENV_CACHE).wheels && \
+		: "As in gateway/Dockerfile: numpy's own test suite is never imported by the gateway." && \
+		find $(GW_VENV_CACHE)/lib -path '*/numpy/*' -type d -name tests -prune -exec rm -rf {} + && \
+		: "As in gateway/Dockerfile: botocore's models of the ~440 AWS services the bulk Job never calls." && \
+		find $$($$gw -c 'import botocore, os; print(os.path.dirname(botocore.__file__))')/data -mindepth 1 \
+			-maxdepth 1 -type d $(foreach service,$(BOTOCORE_SERVICES),! -name $(service)) -exec rm -rf {} + && \
+		touch $(GW_VENV_CACHE)/.complete; \
+	fi
+	$(call link-venv,$(GW_VENV),$(GW_VENV_CACHE))
 	touch $@
 
-$(S3_VENV)/.installed: tests/s3-requirements.txt
-	$(PYTHON) -m venv $(S3_VENV)
-	$(S3_PY) -m pip install --quiet --disable-pip-version-check -r tests/s3-requirements.txt
+$(S3_VENV)/.installed: $(S3_VENV_INPUTS)
+	if [ ! -f $(S3_VENV_CACHE)/.complete ]; then \
+		rm -rf $(S3_VENV_CACHE) && $(PYTHON) -m venv $(S3_VENV_CACHE) && \
+		$(S3_VENV_CACHE)/bin/python $(PIP_INSTALL) -r tests/s3-requirements.txt && \
+		touch $(S3_VENV_CACHE)/.complete; \
+	fi
+	$(call link-venv,$(S3_VENV),$(S3_VENV_CACHE))
 	touch $@
 
 .PHONY: model
@@ -148,11 +184,12 @@ lint: $(VENV)/.installed ## Run ruff and mypy; go vet on the project's Go code.
 E2E_SNAPSHOT := build/e2e/cluster-at-failure.txt
 # Level 5 (tests/e2e) needs a Docker engine: `docker-up --if-possible` starts one where it can (root on
 # Debian) and otherwise says why; the e2e fixtures then create the kind cluster and remove it at the end.
+# hack/test.sh runs level 5 in a pytest of its own alongside levels 1-4 (TEST_PARALLEL=0: one after the other).
 test: venv model tools browser $(KIND) $(SIM_TEST_DEPS) lint ## Run every test this machine can run (levels 1-5); the rest are reported as skipped, with the reason.
 	cd hack/offline/capwrap && go test ./...
 	hack/docker-up.sh --if-possible
 	@rm -f $(E2E_SNAPSHOT); df -h . 2>/dev/null | sed 's/^/disk before the tests: /'
-	@$(VENV_PY) -m pytest || { status=$$?; df -h . 2>/dev/null | sed 's/^/disk after the tests: /'; \
+	@VENV_PY=$(VENV_PY) hack/test.sh || { status=$$?; df -h . 2>/dev/null | sed 's/^/disk after the tests: /'; \
 	  if [ -f $(E2E_SNAPSHOT) ]; then echo "--- $(E2E_SNAPSHOT) (the kind cluster at level 5's first failures) ---"; \
 	  head -c 15000 $(E2E_SNAPSHOT); fi; exit $$status; }
 
@@ -217,13 +254,16 @@ $(KIND): $(LOCALBIN)/kind-$(KIND_VERSION)
 $(LOCALBIN)/kind-$(KIND_VERSION):
 	$(call go-install-tool,kind,sigs.k8s.io/kind,$(KIND_VERSION))
 
-# go-install-tool builds $(2)@$(3) with `go install` (extra build flags in $(4)) and stores it as
-# bin/$(1)-$(3), so a version bump in this file is a rebuild and two versions never mix. Go's build and module
-# caches live outside the clone, so a fresh clone on a warm machine only relinks.
+# go-install-tool builds $(2)@$(3) with `go install` (extra build flags in $(4)) and links it as bin/$(1)-$(3),
+# so a version bump in this file is a rebuild and two versions never mix. The binary itself is kept outside the
+# clone, in TOOLS_CACHE under its version and a hash of the flags: a fresh clone on a warm machine only links
+# (relinking helm, kustomize, prometheus, promtool and kind took 35 s here).
 define go-install-tool
 @command -v go >/dev/null || { echo "go is required to build $(1) $(3): install Go 1.22+ and retry" >&2; exit 1; }
-mkdir -p $(LOCALBIN)
-tmp=$$(mktemp -d) && GOBIN=$$tmp CGO_ENABLED=0 nice go install $(4) $(2)@$(3) && mv $$tmp/$(1) $(LOCALBIN)/$(1)-$(3) && rm -rf $$tmp
+mkdir -p $(LOCALBIN) $(TOOLS_CACHE)
+cached=$(TOOLS_CACHE)/$(1)-$(3)-$$(echo '$(4)' | sha256sum | cut -c1-8) && if [ ! -x $$cached ]; then \
+	tmp=$$(mktemp -d) && GOBIN=$$tmp CGO_ENABLED=0 nice go install $(4) $(2)@$(3) && mv $$tmp/$(1) $$cached && \
+	rm -rf $$tmp; fi && ln -sf $$cached $(LOCALBIN)/$(1)-$(3)
 endef
 
 ##@ Docker engine

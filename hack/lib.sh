@@ -74,12 +74,13 @@ own_engine() {
 }
 
 # prune_leftovers: removes what earlier builds left behind untagged (a tag built again leaves its previous
-# image dangling: over a GiB each for the stand-in) and, on the project's own engine, the build cache. On
-# another engine only the project's labelled images go. Tagged images, the caches keyed by pins, stay.
+# image dangling: over a GiB each for the stand-in) and, on the project's own engine, BuildKit's cache
+# entries unused for three days (the recent ones make the next build quick). On another engine only the
+# project's labelled images go. Tagged images, the caches keyed by pins, stay.
 prune_leftovers() {
     if own_engine; then
         docker image prune --force >/dev/null
-        docker builder prune --force >/dev/null 2>&1 || true
+        docker builder prune --force --filter until=72h >/dev/null 2>&1 || true
     else
         docker image prune --force --filter "label=$IMAGE_LABEL" >/dev/null
     fi

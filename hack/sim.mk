@@ -21,9 +21,23 @@ SIM_TEST_DEPS := sim-bins
 .PHONY: sim-bins
 sim-bins: $(SIM_STAMP) ## Build the pinned control plane and kwok into bin/ (cached; a no-op when built).
 
-$(SIM_STAMP): hack/sim/go.mod hack/sim/go.sum hack/sim/etcd/main.go hack/sim/build-bins.sh
-	LOCALBIN=$(LOCALBIN) KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) KWOK_VERSION=$(KWOK_VERSION) \
-		SIM_BUILD_JOBS=$(SIM_BUILD_JOBS) hack/sim/build-bins.sh
+# Built once per key into TOOLS_CACHE (outside the clone) and linked into bin/: relinking them in a fresh clone
+# took a minute here. `.complete` marks a whole set.
+SIM_INPUTS := hack/sim/go.mod hack/sim/go.sum hack/sim/etcd/main.go hack/sim/build-bins.sh
+sim-cache = $(TOOLS_CACHE)/$(1)-$(KUBE_VERSION)-$(shell cat $(SIM_INPUTS) | sha256sum | cut -c1-12)
+SIM_CACHE := $(call sim-cache,sim-$(ETCD_VERSION)-$(KWOK_VERSION))
+NODE_BINS_CACHE := $(call sim-cache,node)
+
+# link-cached-bins DIR: every binary in DIR linked into bin/ under its own name.
+define link-cached-bins
+mkdir -p $(LOCALBIN) && for bin in $(1)/*; do ln -sf $$bin $(LOCALBIN)/; done
+endef
+
+$(SIM_STAMP): $(SIM_INPUTS)
+	[ -f $(SIM_CACHE)/.complete ] || { rm -rf $(SIM_CACHE) && \
+		LOCALBIN=$(SIM_CACHE) KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) KWOK_VERSION=$(KWOK_VERSION) \
+		SIM_BUILD_JOBS=$(SIM_BUILD_JOBS) hack/sim/build-bins.sh && touch $(SIM_CACHE)/.complete; }
+	$(call link-cached-bins,$(SIM_CACHE))
 	touch $@
 
 # The offline kind node's kubelet, kubeadm and kube-proxy, from the same module (hack/offline/build-images.sh).
@@ -32,8 +46,11 @@ NODE_BINS_STAMP := $(LOCALBIN)/.node-bins-$(KUBE_VERSION)
 .PHONY: node-bins
 node-bins: $(NODE_BINS_STAMP) ## Build the pinned kubelet, kubeadm and kube-proxy into bin/ (for the offline kind node).
 
-$(NODE_BINS_STAMP): hack/sim/go.mod hack/sim/go.sum hack/sim/build-bins.sh
-	LOCALBIN=$(LOCALBIN) KUBE_VERSION=$(KUBE_VERSION) SIM_BUILD_JOBS=$(SIM_BUILD_JOBS) hack/sim/build-bins.sh node
+$(NODE_BINS_STAMP): $(SIM_INPUTS)
+	[ -f $(NODE_BINS_CACHE)/.complete ] || { rm -rf $(NODE_BINS_CACHE) && \
+		LOCALBIN=$(NODE_BINS_CACHE) KUBE_VERSION=$(KUBE_VERSION) SIM_BUILD_JOBS=$(SIM_BUILD_JOBS) \
+		hack/sim/build-bins.sh node && touch $(NODE_BINS_CACHE)/.complete; }
+	$(call link-cached-bins,$(NODE_BINS_CACHE))
 	touch $@
 
 # hack/sim/cluster.sh falls back to the versions above when run without these (as the pytest fixture does).

@@ -1,9 +1,11 @@
 """Fixtures for test level 5: the kind cluster `make kind-up` makes, created here when none answers.
 
-With a Docker engine answering and no cluster `kind-species-classifier` reachable, the session runs
-`hack/kind-up.sh` itself (its output goes straight to the terminal: a first run builds the offline images for
-many minutes) and deletes the cluster at the end; an existing cluster is used as it is and left in place,
-except under `CI=true`, which always makes its own.
+With a Docker engine answering and no cluster `kind-species-classifier` reachable, the session makes one
+and deletes it at the end; an existing cluster is used as it is and left in place, except under `CI=true`,
+which always makes its own. The level-5 tests run last, and the cluster is made in the background from the
+moment collection ends (`hack/kind-up.sh` with `KIND_ADDONS=1`, niced, its output in build/e2e/kind-up.log
+and echoed when the first level-5 test starts), so it is ready by the time levels 1-4 are done.
+`KIND_EARLY=0` makes it when the first level-5 test needs it instead, with its output on the terminal.
 `KIND_PULL` defaults to `never` here, so tests contact no registry (the pinned images are used when present
 locally; otherwise the substitutes are built). Without a Docker engine every test here is skipped with the
 reason, except under `CI=true`, where level 5 must run and a skip is a failure.
@@ -33,10 +35,82 @@ SNAPSHOTS: dict[str, str] = {}
 SNAPSHOT_FILE = REPO / "build" / "e2e" / "cluster-at-failure.txt"
 
 
+def is_e2e(item: pytest.Item) -> bool:
+    return item.path.is_relative_to(REPO / "tests" / "e2e")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks level 5 and moves it after every other test (in its own order), so its cluster can be made
+    while the others run."""
     for item in items:
-        if item.path.is_relative_to(REPO / "tests" / "e2e"):
+        if is_e2e(item):
             item.add_marker(pytest.mark.e2e)
+    items[:] = [item for item in items if not is_e2e(item)] + [item for item in items if is_e2e(item)]
+
+
+class EarlyCluster:
+    """hack/kind-up.sh started in the background when collection ends, for the level-5 tests that run last."""
+
+    LOG = REPO / "build" / "e2e" / "kind-up.log"
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started = 0.0
+
+    def start(self, in_ci: bool) -> None:
+        # Under CI=true a cluster from before goes first (see kind_api); niced, so a first run's builds yield
+        # the cores to the tests running meanwhile (the nodes' own processes are Docker's, not niced).
+        steps = (["hack/kind-down.sh"] if in_ci else []) + ["hack/kind-up.sh"]
+        env = {**os.environ, "KIND_PULL": os.environ.get("KIND_PULL", "never"), "KIND_ADDONS": "1"}
+        self.LOG.parent.mkdir(parents=True, exist_ok=True)
+        with self.LOG.open("wb") as log:
+            self.process = subprocess.Popen(
+                ["nice", "-n", "10", "bash", "-c", " && ".join(steps)],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.started = time.monotonic()
+
+    def finish(self, pytestconfig: pytest.Config) -> int:
+        """Waits for it (within KIND_UP_TIMEOUT_S of its start) and echoes its output; its exit status."""
+        assert self.process is not None
+        remaining = max(1.0, KIND_UP_TIMEOUT_S - (time.monotonic() - self.started))
+        try:
+            status = self.process.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 15)
+            status = self.process.wait()
+        took = time.monotonic() - self.started
+        capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\n--- level 5: hack/kind-up.sh, ran {took:.0f} s in the background ---", flush=True)
+            print(self.LOG.read_text(encoding="utf-8", errors="replace"), end="", flush=True)
+        self.process = None
+        return status
+
+
+EARLY = EarlyCluster()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or os.environ.get("KIND_EARLY", "1") == "0":
+        return
+    if not any(is_e2e(item) for item in session.items):
+        return
+    in_ci = os.environ.get("CI") == "true"
+    if docker_answers() and (in_ci or api_client() is None):
+        EARLY.start(in_ci)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A session that ends before level 5 (interrupted, -x) does not leave kind-up running unseen."""
+    if EARLY.process is not None and EARLY.process.poll() is None:
+        os.killpg(EARLY.process.pid, 15)
+        EARLY.process.wait()
 
 
 def disk_free() -> str:
@@ -176,10 +250,14 @@ def kind_api(pytestconfig: pytest.Config) -> Iterator[Any]:
     Under CI=true a cluster from before (another run's, or one a restarted Docker engine brought back with
     its nodes half-working) is removed first: CI tests only a cluster it made itself."""
     in_ci = os.environ.get("CI") == "true"
-    if in_ci and docker_answers() and run_script(pytestconfig, "kind-down.sh", 300) != 0:
+    created = False
+    if EARLY.process is not None:
+        if EARLY.finish(pytestconfig) != 0:
+            pytest.fail(f"hack/kind-up.sh failed (its output, {EarlyCluster.LOG}, is above)", pytrace=False)
+        created = True
+    elif in_ci and docker_answers() and run_script(pytestconfig, "kind-down.sh", 300) != 0:
         pytest.fail("hack/kind-down.sh could not remove the old cluster (output above)", pytrace=False)
     api = api_client()
-    created = False
     if api is None:
         if not docker_answers():
             unavailable(
