@@ -184,7 +184,8 @@ lint: $(VENV)/.installed ## Run ruff and mypy; go vet on the project's Go code.
 E2E_SNAPSHOT := build/e2e/cluster-at-failure.txt
 # Level 5 (tests/e2e) needs a Docker engine: `docker-up --if-possible` starts one where it can (root on
 # Debian) and otherwise says why; the e2e fixtures then create the kind cluster and remove it at the end.
-# hack/test.sh runs level 5 in a pytest of its own alongside levels 1-4 (TEST_PARALLEL=0: one after the other).
+# hack/test.sh: one pytest, level 5 last with its cluster made in the background meanwhile (TEST_PARALLEL=1 runs
+# level 5 in a second pytest alongside levels 1-4, for machines with more than 2 cores).
 test: venv model tools browser $(KIND) $(SIM_TEST_DEPS) lint ## Run every test this machine can run (levels 1-5); the rest are reported as skipped, with the reason.
 	cd hack/offline/capwrap && go test ./...
 	hack/docker-up.sh --if-possible

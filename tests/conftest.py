@@ -13,6 +13,23 @@ BUILD = REPO / "build"
 GATEWAY_PYTHON = REPO / ".venv-gateway" / "bin" / "python"
 
 
+# The order folders run in. Level 5 (e2e) goes last, and its cluster is made in the background from the start
+# (tests/e2e/conftest.py): the folders first in line are the ones whose tests bound no latency, so the busy
+# minutes of cluster creation and image loading fall on them, not on the gateway's and the stand-in's timing
+# budgets (a /healthz under 1 s while under attack, load delays), which run once the cluster is up and idle.
+ORDER = ["packaging", "model", "bulk", "controlplane", "monitoring", "serving", "gateway", "e2e"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> float:
+        tests = REPO / "tests"
+        parts = item.path.relative_to(tests).parts if item.path.is_relative_to(tests) else ()
+        # A folder not listed runs just before level 5.
+        return ORDER.index(parts[0]) if parts and parts[0] in ORDER else len(ORDER) - 1.5
+
+    items.sort(key=rank)  # stable: each folder keeps its own order
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

@@ -40,12 +40,9 @@ def is_e2e(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Marks level 5 and moves it after every other test (in its own order), so its cluster can be made
-    while the others run."""
     for item in items:
         if is_e2e(item):
             item.add_marker(pytest.mark.e2e)
-    items[:] = [item for item in items if not is_e2e(item)] + [item for item in items if is_e2e(item)]
 
 
 class EarlyCluster:
