@@ -216,7 +216,7 @@ bench: venv model ## Benchmark the gateway and the bulk path against the stand-i
 		--out $(BUILD)/bench
 
 .PHONY: clean
-clean: ## Remove build outputs and virtualenvs (pinned tools in bin/ are kept).
+clean: ## Remove build outputs and the links to the virtualenvs (bin/ and the caches under ~/.cache/species-classifier stay).
 	rm -rf $(BUILD) $(VENV) $(GW_VENV) $(S3_VENV)
 
 ##@ Tools
