@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 from pathlib import Path
 
 import keras
@@ -107,27 +109,38 @@ def test_one_epoch_writes_a_loadable_best_model_and_a_test_accuracy(trained: tra
     assert float(rows[0]["val_loss"]) == pytest.approx(trained.best_val_loss)
 
 
+@pytest.fixture(scope="module")
+def trained_by_the_cli(tiny_split: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+    """`python -m model.train` with the seed and batch size of `trained`: its status, output and folder."""
+    out = tmp_path_factory.mktemp("run-cli")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = train.main(
+            [
+                *("--data", str(tiny_split), "--out", str(out)),
+                *("--epochs", "1", "--batch-size", "8", "--seed", "3"),
+            ]
+        )
+    return status, printed.getvalue(), out
+
+
 def test_the_same_seed_trains_the_same_weights(
-    trained: train.TrainResult, tiny_split: Path, tmp_path: Path
+    trained: train.TrainResult, trained_by_the_cli: tuple[int, str, Path]
 ) -> None:
-    again = train.train(tiny_split, tmp_path, epochs=1, batch_size=8, seed=3, verbose=0)
+    status, _, out = trained_by_the_cli
+    assert status == 0
 
     first = keras.models.load_model(trained.model_path).get_weights()
-    second = keras.models.load_model(again.model_path).get_weights()
+    second = keras.models.load_model(out / "best_model.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
 
 
-def test_the_cli_prints_the_test_accuracy(
-    tiny_split: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    status = train.main(
-        ["--data", str(tiny_split), "--out", str(tmp_path), "--epochs", "1", "--batch-size", "16"]
-    )
+def test_the_cli_prints_the_test_accuracy(trained_by_the_cli: tuple[int, str, Path]) -> None:
+    status, output, out = trained_by_the_cli
 
-    output = capsys.readouterr().out
     assert status == 0
     assert "test accuracy: " in output
-    assert (tmp_path / "best_model.keras").is_file()
+    assert (out / "best_model.keras").is_file()
 
 
 def test_the_cli_exits_2_when_a_split_folder_is_missing(
