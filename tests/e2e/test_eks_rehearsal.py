@@ -202,21 +202,34 @@ def test_draining_a_worker_respects_the_budgets_and_loses_no_request(
     assert fewest_ready["serving"] >= 1
 
 
-def hpa_status(kind_api: Any, component: str) -> Any:
-    return (
-        client.AutoscalingV2Api(kind_api)
-        .read_namespaced_horizontal_pod_autoscaler(f"{RELEASE}-{component}", NAMESPACE)
-        .status
+def hpa(kind_api: Any, component: str) -> Any:
+    return client.AutoscalingV2Api(kind_api).read_namespaced_horizontal_pod_autoscaler(
+        f"{RELEASE}-{component}", NAMESPACE
     )
+
+
+def hpa_status(kind_api: Any, component: str) -> Any:
+    return hpa(kind_api, component).status
 
 
 def test_the_gateway_hpa_scales_out_under_load_and_back_in_after_without_a_failed_request(
     release: chart.Release, kind_api: Any, core: Any, golden_dir: Path
 ) -> None:
     url = f"http://{chart.load_balancer_address(core, NAMESPACE)}"
-    # The metrics API must report the pods before the HPA can act.
-    chart.wait_for(lambda: hpa_status(kind_api, "gateway").current_metrics, 180, 2, what="HPA metrics")
-    minimum = hpa_status(kind_api, "gateway").desired_replicas
+    minimum = hpa(kind_api, "gateway").spec.min_replicas
+    # The test starts from the minimum, with metrics for it: the earlier tests' load may have scaled the
+    # gateway out (their extra pods go 30 s after it stops), and the metrics API must report the pods
+    # before the HPA can act.
+    chart.wait_for(
+        lambda: (
+            bool(hpa_status(kind_api, "gateway").current_metrics)
+            and hpa_status(kind_api, "gateway").desired_replicas == minimum
+            and len(chart.pods_of(core, NAMESPACE, RELEASE, "gateway")) == minimum
+        ),
+        240,
+        2,
+        what="the gateway HPA at its minimum, with metrics",
+    )
     with SteadyLoad(url, golden_dir, rate=10) as heavy:
         out_after = chart.wait_for(
             lambda: hpa_status(kind_api, "gateway").desired_replicas > minimum, 240, 2, what="scale-out"
