@@ -220,7 +220,7 @@ def test_the_gateway_hpa_scales_out_under_load_and_back_in_after_without_a_faile
     # The test starts from the minimum, with metrics for it: the earlier tests' load may have scaled the
     # gateway out (their extra pods go 30 s after it stops), and the metrics API must report the pods
     # before the HPA can act.
-    chart.wait_for(
+    settled_after = chart.wait_for(
         lambda: (
             bool(hpa_status(kind_api, "gateway").current_metrics)
             and hpa_status(kind_api, "gateway").desired_replicas == minimum
@@ -261,6 +261,7 @@ def test_the_gateway_hpa_scales_out_under_load_and_back_in_after_without_a_faile
         "eks_rehearsal_hpa",
         {
             "min_replicas": minimum,
+            "at_minimum_with_metrics_s": round(settled_after, 1),
             "peak_desired_replicas": peak,
             "scale_out_decided_s": round(out_after, 1),
             "scale_out_ready_s": round(ready_after, 1),
