@@ -10,6 +10,15 @@ attempts with exponential backoff and full jitter, all within the call's deadlin
 become gateway errors here, so routes never see grpc types: those three -> 503 + Retry-After,
 DEADLINE_EXCEEDED -> 504, INVALID_ARGUMENT / NOT_FOUND / FAILED_PRECONDITION -> 502 contract mismatch,
 anything else -> 502.
+
+One gap gRPC's retries cannot cover: the channel learns TF Serving's pods from DNS, and re-resolves only
+when a connection ends (or ages out, TF Serving's `max_connection_age`). A pod that became Ready since the
+last resolution is unknown to it, so when the pod it knew goes away (a drain right after a replacement),
+there is for a moment no address to send to, and retries a few milliseconds apart all fail. So after
+UNAVAILABLE from a TF Serving that answered within the last `RECENT_S`, Predict waits up to
+`RECONNECT_WAIT_S` (within its deadline) for the channel to be READY again, which its re-resolution makes
+it, and is sent once more. A TF Serving that never answered, or not for longer, or that answered
+UNAVAILABLE itself over a READY channel, still gets its 503 at once.
 """
 
 from __future__ import annotations
@@ -121,6 +130,10 @@ class ContractStatus:
 # scale-in): Predict is a pure function, so sending it again to another pod is safe. Calls the gateway
 # cancels itself (its own deadline, a client gone) are never retried: gRPC retries only what the server ended.
 RETRYABLE_CODES = ("UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED")
+# See the module's docstring: how long an UNAVAILABLE Predict waits for the channel to be READY again, and
+# how recently TF Serving must have answered for it to wait at all.
+RECONNECT_WAIT_S = 1.0
+RECENT_S = 30.0
 
 
 def retry_policy(settings: Settings) -> dict[str, object]:
@@ -202,6 +215,7 @@ class TFServingClient:
         self._channel = grpc.aio.insecure_channel(settings.grpc_target, options=channel_options(settings))
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._model = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._answered_at: float | None = None  # monotonic time of TF Serving's last answer
 
     def connect(self) -> None:
         """Starts connecting in the background so the first request does not pay for it."""
@@ -213,10 +227,17 @@ class TFServingClient:
     async def predict(self, batch: np.ndarray) -> Prediction:
         """One Predict for a (N, 150, 150, 3) uint8 batch (gRPC retries it, see `retry_policy`)."""
         request = build_predict_request(batch, self.settings)
+        deadline = time.monotonic() + self.settings.serving_timeout_s
         try:
-            response = await self._predict.Predict(request, timeout=self.settings.serving_timeout_s)
+            try:
+                response = await self._predict.Predict(request, timeout=self.settings.serving_timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                if not await self._reconnected(exc, deadline):
+                    raise
+                response = await self._predict.Predict(request, timeout=deadline - time.monotonic())
         except grpc.aio.AioRpcError as exc:
             raise map_rpc_error(exc, self.settings) from exc
+        self._answered_at = time.monotonic()
         if contract.OUTPUT_NAME not in response.outputs:
             raise ContractMismatch(f"TF Serving's answer has no output {contract.OUTPUT_NAME!r}")
         probabilities = array_from_tensor_proto(response.outputs[contract.OUTPUT_NAME])
@@ -227,6 +248,23 @@ class TFServingClient:
             )
         version = response.model_spec.version.value if response.model_spec.HasField("version") else None
         return Prediction(probabilities, str(version) if version else "unknown")
+
+    async def _reconnected(self, exc: grpc.aio.AioRpcError, deadline: float) -> bool:
+        """True when the channel is READY again within RECONNECT_WAIT_S after an UNAVAILABLE from a TF
+        Serving that answered in the last RECENT_S (see the module's docstring)."""
+        now = time.monotonic()
+        if exc.code() != grpc.StatusCode.UNAVAILABLE or self._answered_at is None:
+            return False
+        if self._channel.get_state() == grpc.ChannelConnectivity.READY:
+            return False  # a TF Serving answered UNAVAILABLE itself: nothing to reconnect
+        wait = min(RECONNECT_WAIT_S, deadline - now - 0.05)  # room left for the call itself
+        if now - self._answered_at > RECENT_S or wait <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), wait)
+        except TimeoutError:
+            return False
+        return True
 
     async def check_contract(self) -> ContractStatus:
         """GetModelStatus (a version AVAILABLE) and GetModelMetadata (signature as in gateway.contract)."""
@@ -261,6 +299,7 @@ class TFServingClient:
         signatures = get_model_metadata_pb2.SignatureDefMap()
         if not metadata.metadata["signature_def"].Unpack(signatures):
             return ContractStatus(False, "GetModelMetadata returned no SignatureDefMap")
+        self._answered_at = time.monotonic()
         problems = signature_problems(signatures)
         version = str(metadata.model_spec.version.value) if metadata.model_spec.HasField("version") else None
         if problems:

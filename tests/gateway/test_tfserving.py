@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import grpc
@@ -204,6 +205,56 @@ def test_nobody_listening_is_a_fast_503() -> None:
     with pytest.raises(UpstreamUnavailable):
         run_client(settings, lambda c: c.predict(batch(1)))
     assert time.monotonic() - started < 2
+
+
+def test_a_moment_without_tf_serving_after_it_answered_is_waited_out(fake_serving: FakeServingServer) -> None:
+    # A pod gone before the channel knew its replacement: no address answers for a moment, then one does.
+    settings = Settings(tf_serving_host=fake_serving.address, serving_timeout_s=5)
+
+    async def work(client: tfserving.TFServingClient) -> tuple[tfserving.Prediction, float]:
+        await client.predict(batch(1))
+        fake_serving.stop()
+        threading.Timer(0.3, fake_serving.start).start()
+        started = time.monotonic()
+        prediction = await client.predict(batch(1))
+        return prediction, time.monotonic() - started
+
+    prediction, took = run_client(settings, work)
+    assert prediction.probabilities.shape == (1, 8)
+    assert 0.2 < took < tfserving.RECONNECT_WAIT_S + 0.5
+
+
+def test_a_longer_outage_after_tf_serving_answered_is_a_503_within_the_reconnect_wait(
+    fake_serving: FakeServingServer,
+) -> None:
+    settings = Settings(tf_serving_host=fake_serving.address, serving_timeout_s=5)
+
+    async def work(client: tfserving.TFServingClient) -> float:
+        await client.predict(batch(1))
+        fake_serving.stop()
+        started = time.monotonic()
+        with pytest.raises(UpstreamUnavailable):
+            await client.predict(batch(1))
+        return time.monotonic() - started
+
+    took = run_client(settings, work)
+    assert tfserving.RECONNECT_WAIT_S - 0.1 < took < tfserving.RECONNECT_WAIT_S + 0.5
+
+
+def test_unavailable_answered_over_a_ready_channel_is_not_waited_for(fake_serving: FakeServingServer) -> None:
+    settings = Settings(tf_serving_host=fake_serving.address, serving_retries=0)
+
+    async def work(client: tfserving.TFServingClient) -> float:
+        await client.predict(batch(1))
+        fake_serving.servicer.behaviour.fail_with = grpc.StatusCode.UNAVAILABLE
+        fake_serving.servicer.behaviour.fail_times = 1
+        started = time.monotonic()
+        with pytest.raises(UpstreamUnavailable):
+            await client.predict(batch(1))
+        return time.monotonic() - started
+
+    assert run_client(settings, work) < 0.5
+    assert fake_serving.servicer.behaviour.fail_times == 0  # sent once: no second attempt
 
 
 def test_the_contract_check_passes_against_a_matching_model(fake_serving: FakeServingServer) -> None:
