@@ -317,6 +317,7 @@ def test_tf_serving_down_gives_fast_503s_and_the_gateway_recovers_when_it_starts
             assert response.status_code == 200, response.text
         finally:
             standin.stop()
+            standin.log_path.unlink(missing_ok=True)
 
 
 def test_an_upstream_deadline_is_a_504(gateway_python: Path, tiny_model: Path) -> None:

@@ -63,9 +63,6 @@ class StandInProcess:
     address: str
     process: subprocess.Popen[bytes]
     log_path: Path
-    # A log made in the system's temporary folder (no log_dir given) goes with stop(); one in a caller's
-    # folder stays there.
-    remove_log: bool = False
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -116,10 +113,7 @@ class StandInProcess:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM, then SIGKILL if it has not exited within `timeout`; returns the exit status."""
-        status = terminate(self.process, timeout)
-        if self.remove_log:
-            self.log_path.unlink(missing_ok=True)
-        return status
+        return terminate(self.process, timeout)
 
 
 def start_standin(
@@ -151,9 +145,7 @@ def start_standin(
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with os.fdopen(log_fd, "wb") as log_file:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    return StandInProcess(
-        address=f"{HOST}:{port}", process=process, log_path=Path(log_name), remove_log=log_dir is None
-    )
+    return StandInProcess(address=f"{HOST}:{port}", process=process, log_path=Path(log_name))
 
 
 @contextlib.contextmanager
@@ -172,3 +164,4 @@ def run_standin(
         yield standin.address
     finally:
         standin.stop()
+        standin.log_path.unlink(missing_ok=True)
