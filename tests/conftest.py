@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from model import spec
+from tests.support import standin as standin_support
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build"
@@ -28,6 +29,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return ORDER.index(parts[0]) if parts and parts[0] in ORDER else len(ORDER) - 1.5
 
     items.sort(key=rank)  # stable: each folder keeps its own order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _standin_logs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Stand-in logs of tests that name no folder go to this session's temporary folder, not /tmp."""
+    standin_support.LOG_DIR = tmp_path_factory.mktemp("standin-logs")
 
 
 @pytest.fixture(scope="session")

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         mix = ", ".join(
             f"{sum(1 for p in paths if p.parent.name == name)} {name}" for name in ("burst", *GENERATED)
         )
-        standin = start_standin(args.model_base_path)
+        standin = start_standin(args.model_base_path, log_dir=args.out)
         try:
             standin.wait_until_serving()
             with run_gateway_process(args.gateway_python, standin.address) as gateway:

@@ -116,6 +116,11 @@ class StandInProcess:
         return terminate(self.process, timeout)
 
 
+# Where a stand-in's log goes when the caller names no folder; None is the system's temporary folder.
+# tests/conftest.py points it at a pytest temporary folder, which pytest prunes: tests leave none in /tmp.
+LOG_DIR: Path | None = None
+
+
 def start_standin(
     model_base_path: str | os.PathLike[str],
     port: int | None = None,
@@ -126,7 +131,7 @@ def start_standin(
 ) -> StandInProcess:
     """Starts `python -m serving.standin` on 127.0.0.1 without waiting for it to be ready."""
     port = port or free_port()
-    log_fd, log_name = tempfile.mkstemp(prefix="standin-", suffix=".log", dir=log_dir)
+    log_fd, log_name = tempfile.mkstemp(prefix="standin-", suffix=".log", dir=log_dir or LOG_DIR)
     command = [
         str(python),
         "-m",
