@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -50,27 +51,43 @@ def free_port() -> int:
 def port_forward(
     target: str, remote_port: int, timeout: float = 60, namespace: str = NAMESPACE
 ) -> Iterator[str]:
-    """`kubectl port-forward TARGET <free port>:REMOTE_PORT` on 127.0.0.1; yields "http://127.0.0.1:<port>"."""
+    """`kubectl port-forward TARGET <free port>:REMOTE_PORT` on 127.0.0.1; yields "http://127.0.0.1:<port>".
+
+    kubectl ends the whole forward when one forwarded connection fails ("lost connection to pod"), e.g.
+    when the server resets a connection a client was still writing to. Tests measure the service, not
+    kubectl, so a forward that exits is started again on the same local port (each start is in the log).
+    """
     port = free_port()
     log = Path(REPO / "build" / "e2e")
     log.mkdir(parents=True, exist_ok=True)
     log_file = (log / f"port-forward-{port}.log").open("w", encoding="utf-8")
-    process = subprocess.Popen(
-        [
-            kubectl_binary(),
-            "--context",
-            CONTEXT,
-            "--namespace",
-            namespace,
-            "port-forward",
-            "--address",
-            "127.0.0.1",
-            target,
-            f"{port}:{remote_port}",
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
+    command = [
+        kubectl_binary(),
+        "--context",
+        CONTEXT,
+        "--namespace",
+        namespace,
+        "port-forward",
+        "--address",
+        "127.0.0.1",
+        target,
+        f"{port}:{remote_port}",
+    ]
+
+    def start() -> subprocess.Popen[bytes]:
+        log_file.write(f"--- {time.strftime('%H:%M:%S')} starting {' '.join(command[3:])}\n")
+        log_file.flush()
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+
+    process = start()
+    stopping = threading.Event()
+
+    def restart_when_it_exits() -> None:
+        nonlocal process
+        while not stopping.wait(0.2):
+            if process.poll() is not None:
+                process = start()
+
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -83,7 +100,13 @@ def port_forward(
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"port-forward to {target} not listening after {timeout} s") from None
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        supervisor = threading.Thread(target=restart_when_it_exits, name=f"port-forward-{port}", daemon=True)
+        supervisor.start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stopping.set()
+            supervisor.join()
     finally:
         process.terminate()
         try:
