@@ -36,6 +36,10 @@ from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Longest wait at SIGTERM for clients to close their idle keep-alive connections: more than the idle
+# expiry of common client pools (httpx 5 s, Node's 4 s), so those never see a server-side close.
+IDLE_DRAIN_S = 6.0
+
 
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline and a size cap on every request head."""
@@ -49,6 +53,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     _head_size = 0  # the head's parsed size
     _head_started = False  # a byte of that head has arrived
     _refused = False
+    _draining = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -99,6 +104,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._refuse(self._too_large(), "header_too_large")
             return  # the app never sees it
         super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def drain(self) -> None:
+        """At SIGTERM: the response in progress, and any request on this connection from now, ends with
+        `Connection: close` and then the close. An idle connection is left open for its client to close.
+        """
+        self._draining = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
 
     def send_400_response(self, msg: str) -> None:
         self._write_error(400, "bad_request", "the request is not valid HTTP/1.1")
@@ -195,8 +210,39 @@ class _MainServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for listener, _ in self._listeners:
             listener.should_exit = True
+        await self._drain_keep_alive(sockets)
         await super().shutdown(sockets)
         await asyncio.gather(*self._listener_tasks, return_exceptions=True)
+
+    async def _drain_keep_alive(self, sockets: list[socket.socket] | None) -> None:
+        """Stops accepting, then lets clients close their idle keep-alive connections themselves.
+
+        uvicorn's shutdown closes idle connections at once, and a client that sends its next request on
+        one just then gets a reset instead of a response (kube-proxy keeps established flows to a
+        terminating pod). Here every connection is first told to drain, and idle ones are left open for up
+        to IDLE_DRAIN_S, less than a third of SHUTDOWN_TIMEOUT_S: clients whose pools expire idle
+        connections sooner close them first, and a request that does arrive is answered with
+        `Connection: close`. uvicorn's shutdown then closes what is left and gives in-flight requests the
+        rest of SHUTDOWN_TIMEOUT_S.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            drain = getattr(connection, "drain", None)
+            if drain is not None:
+                drain()
+        total = float(self.config.timeout_graceful_shutdown or 0)
+        deadline = started + min(IDLE_DRAIN_S, total / 3)
+        while self.server_state.connections and not self.force_exit and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.server_state.connections:
+            log.info("closing %d connections still open after the drain", len(self.server_state.connections))
+        if total:
+            self.config.timeout_graceful_shutdown = max(1, round(total - (loop.time() - started)))
 
 
 def _config(settings: Settings, app: Any, port: int, **options: Any) -> uvicorn.Config:
@@ -234,8 +280,10 @@ def run(settings: Settings) -> None:
         # a pod). An NLB forwards TCP and adds no such headers; an L7 proxy in front would be listed there.
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
-        # SIGTERM: stop accepting, let in-flight requests finish for this long, then exit.
+        # SIGTERM: stop accepting, drain keep-alive connections, let in-flight requests finish, then exit,
+        # within this long in all (_MainServer._drain_keep_alive).
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
     )
     listeners = []
     if settings.metrics_port:

@@ -79,7 +79,22 @@ class Settings(BaseSettings):
         description="Proxies whose X-Forwarded-For/-Proto uvicorn trusts (uvicorn --forwarded-allow-ips).",
     )
     shutdown_timeout_s: int = Field(
-        default=20, ge=1, le=3600, description="Seconds in-flight requests get to finish after SIGTERM."
+        default=20,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds after SIGTERM for clients to close idle keep-alive connections (at most 6 s of it, a"
+            " third at most) and for in-flight requests to finish."
+        ),
+    )
+    keep_alive_timeout_s: int = Field(
+        default=20,
+        ge=1,
+        le=300,
+        description=(
+            "An idle keep-alive connection is closed after this many seconds; longer than clients' pool"
+            " expiry (httpx 5 s, Node 4 s), so the client closes first and never sends into a closing socket."
+        ),
     )
     metrics_port: int = Field(
         default=9697,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.process
 @pytest.fixture(scope="module")
 def gateway(gateway_python: Path) -> Iterator[GatewayProcess]:
     # No TF Serving needed: nothing here reaches it.
-    env = {"TF_SERVING_HOST": f"{HOST}:{free_port()}", "HEADER_TIMEOUT_S": "1"}
+    env = {"TF_SERVING_HOST": f"{HOST}:{free_port()}", "HEADER_TIMEOUT_S": "1", "KEEP_ALIVE_TIMEOUT_S": "1"}
     with running_gateway(env, python=gateway_python) as process:
         yield process
 
@@ -35,6 +36,32 @@ def raw(gateway: GatewayProcess, data: bytes, timeout: float = 10) -> tuple[byte
         while chunk := sock.recv(65536):
             received += chunk
     return received, time.monotonic() - started
+
+
+def exchange(sock: socket.socket, path: str = "/healthz") -> tuple[int, dict[str, str]]:
+    """Sends GET `path` on `sock` (kept alive) and reads one response; returns its status and headers."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a response: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    while len(body) < int(headers["content-length"]):
+        chunk = sock.recv(65536)
+        assert chunk, "closed in the middle of a body"
+        body += chunk
+    return int(status_line.split()[1]), headers
+
+
+def closed_within(sock: socket.socket, timeout: float) -> float:
+    """Seconds until the peer closes `sock` (recv returns b""); fails if it sends anything first."""
+    started = time.monotonic()
+    sock.settimeout(timeout)
+    assert sock.recv(1) == b""
+    return time.monotonic() - started
 
 
 def test_the_metrics_port_serves_metrics_and_nothing_else(gateway: GatewayProcess) -> None:
@@ -104,6 +131,75 @@ def test_sigterm_stops_both_listeners(gateway_python: Path) -> None:
             with pytest.raises(httpx.ConnectError):
                 httpx.get(url)
         assert "Shutting down" in process.log_text()
+    finally:
+        process.stop()
+        process.log_path.unlink(missing_ok=True)
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(
+    gateway: GatewayProcess,
+) -> None:
+    port = int(gateway.base_url.rsplit(":", 1)[1])
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        assert exchange(sock)[0] == 200
+        assert exchange(sock)[0] == 200  # kept alive
+        assert 0.8 < closed_within(sock, 10) < 3  # KEEP_ALIVE_TIMEOUT_S=1
+
+
+def test_the_keep_alive_timeout_outlasts_the_idle_expiry_of_httpx_pools() -> None:
+    from gateway.settings import Settings
+
+    assert Settings().keep_alive_timeout_s > httpx.Limits().keepalive_expiry  # type: ignore[operator]
+
+
+def test_at_sigterm_idle_keep_alive_connections_are_left_for_the_client_to_close(
+    gateway_python: Path,
+) -> None:
+    # SHUTDOWN_TIMEOUT_S=9: idle connections get min(6, 9 / 3) = 3 s before the gateway closes them.
+    env = {"TF_SERVING_HOST": f"{HOST}:{free_port()}", "SHUTDOWN_TIMEOUT_S": "9"}
+    process = start_gateway(env, python=gateway_python)
+    port = int(process.base_url.rsplit(":", 1)[1])
+    try:
+        process.wait_until_healthy()
+        with (
+            socket.create_connection((HOST, port), timeout=10) as last_request,
+            socket.create_connection((HOST, port), timeout=10) as never_closed,
+        ):
+            for sock in (last_request, never_closed):
+                status, headers = exchange(sock)
+                assert status == 200
+                assert headers.get("connection") != "close"
+            process.process.send_signal(signal.SIGTERM)
+            time.sleep(1)
+            with pytest.raises(ConnectionRefusedError):  # no longer accepting
+                socket.create_connection((HOST, port), timeout=2).close()
+            # A request on a connection that was idle at SIGTERM is still answered, and told to close.
+            status, headers = exchange(last_request)
+            assert (status, headers.get("connection")) == (200, "close")
+            assert closed_within(last_request, 2) < 1
+            # One the client never closes is closed by the gateway after the drain, and then it exits.
+            assert 1 < closed_within(never_closed, 10) < 4
+            assert process.process.wait(5) == -signal.SIGTERM  # uvicorn re-raises the signal it handled
+    finally:
+        process.stop()
+        process.log_path.unlink(missing_ok=True)
+
+
+def test_at_sigterm_the_gateway_exits_as_soon_as_clients_have_closed_their_connections(
+    gateway_python: Path,
+) -> None:
+    process = start_gateway({"TF_SERVING_HOST": f"{HOST}:{free_port()}"}, python=gateway_python)
+    port = int(process.base_url.rsplit(":", 1)[1])
+    try:
+        process.wait_until_healthy()
+        sock = socket.create_connection((HOST, port), timeout=10)
+        assert exchange(sock)[0] == 200
+        process.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        sock.close()  # as a pool expiring its idle connection would
+        closed_at = time.monotonic()
+        assert process.process.wait(5) == -signal.SIGTERM  # uvicorn re-raises the signal it handled
+        assert time.monotonic() - closed_at < 2  # not the whole 6 s drain
     finally:
         process.stop()
         process.log_path.unlink(missing_ok=True)
