@@ -5,7 +5,6 @@ Its own module, so the chart's rehearsal release is gone before the overlay's po
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,13 +43,7 @@ def overlay(addons: None, core: Any, apps: Any) -> Iterator[Path]:
     try:
         yield work
     finally:
-        subprocess.run(
-            [*kubectl, "delete", "-k", str(work), "--wait=true"],
-            capture_output=True,
-            check=False,
-            timeout=300,
-        )
-        chart.delete_namespace(core, OVERLAY_NAMESPACE)
+        chart.delete_namespace(core, OVERLAY_NAMESPACE)  # every object of the overlay lives there
 
 
 def test_the_eks_overlay_rolls_out_and_serves_every_golden_image_through_its_load_balancer(
