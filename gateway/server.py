@@ -232,9 +232,8 @@ class _MainServer(uvicorn.Server):
         for sock in sockets or []:
             sock.close()
         for connection in list(self.server_state.connections):
-            drain = getattr(connection, "drain", None)
-            if drain is not None:
-                drain()
+            if isinstance(connection, GuardedHttpProtocol):  # always, as _config sets it
+                connection.drain()
         total = float(self.config.timeout_graceful_shutdown or 0)
         deadline = started + min(IDLE_DRAIN_S, total / 3)
         while self.server_state.connections and not self.force_exit and loop.time() < deadline:

@@ -129,7 +129,7 @@ def delete_namespace(core: Any, name: str, timeout: float = 300) -> None:
     """Deletes namespace `name` and waits until it is gone.
 
     Its pods get a 1 s grace period: a test's namespace is thrown away, and their own (the preStop pause,
-    the gateway's drain, up to 30 s) would only make the next test wait.
+    the gateway's drain; up to 45 s with the EKS values) would only make the next test wait.
     """
     try:
         core.delete_namespace(name)
