@@ -20,6 +20,9 @@ from gateway.errors import CLOSE, PayloadTooLarge, RequestTimeout, response_for
 
 # A body may start slowly (TCP slow start, a client still reading its file); the rate counts after this.
 BODY_RATE_GRACE_S = 5.0
+# Set in the request's scope state when its body was too slow: the HTTP protocol then closes the connection
+# at once after the 408, without the lingering close it gives other early answers (gateway.server).
+CUT_OFF = "cut_off"
 
 
 def content_length(scope: Scope) -> int | None:
@@ -67,6 +70,8 @@ class BodyLimitMiddleware:
             # An answer given before the body was read to its end (a 404, a refusal): close the
             # connection, or its client could keep trickling the rest of the body into it for ever.
             if message["type"] == "http.response.start" and has_body and not limited.complete:
+                if limited.timed_out:
+                    scope.setdefault("state", {})[CUT_OFF] = True
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"connection" for name, _ in headers):
                     message["headers"] = [*headers, (b"connection", b"close")]
@@ -87,6 +92,7 @@ class LimitedReceive:
         self.started = time.monotonic()
         self.received = 0
         self.complete = False
+        self.timed_out = False
 
     async def __call__(self) -> Message:
         if self.complete:
@@ -102,6 +108,7 @@ class LimitedReceive:
             with anyio.fail_after(max(deadline - time.monotonic(), 0)):
                 message = await self._receive()
         except TimeoutError:
+            self.timed_out = True
             metrics.REFUSED.labels(reason=reason).inc()
             raise self._timeout(reason) from None
         if message["type"] == "http.request":

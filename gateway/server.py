@@ -10,6 +10,13 @@ adds both, measured from the connection or from the first byte of each request: 
 MAX_HEADER_BYTES before the head ends gets 431, no complete head within HEADER_TIMEOUT_S gets 408 (a
 connection that never sent a byte is just closed), both as the gateway's JSON error, then the connection
 is closed. The body's bounds are the ASGI layer's (gateway.limits).
+
+The app's answers given before their request has arrived in full (a 413 or 503 from the headers) end the
+connection, and a plain close with unread bytes makes the kernel send a reset, which the client usually
+gets while still sending, before it reads the answer. So such a connection is closed the way HTTP servers
+close it (a "lingering close"): the answer and a FIN go out, and what the client still sends is read and
+dropped until it closes its side, for LINGER_S and LINGER_BYTES at most. The protocol's own refusals
+(431, 400, 408) and a 408 for a slow body close at once: those clients get no more time or bytes.
 """
 
 from __future__ import annotations
@@ -23,13 +30,14 @@ import logging
 import socket
 from asyncio.events import TimerHandle
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from gateway import metrics
 from gateway.errors import GatewayError, HeadersTooLarge, RequestTimeout, error_body
+from gateway.limits import CUT_OFF
 from gateway.log import configure_logging
 from gateway.main import create_app, create_metrics_app
 from gateway.settings import Settings
@@ -39,6 +47,34 @@ log = logging.getLogger(__name__)
 # Longest wait at SIGTERM for clients to close their idle keep-alive connections: more than the idle
 # expiry of common client pools (httpx 5 s, Node's 4 s), so those never see a server-side close.
 IDLE_DRAIN_S = 6.0
+# Longest a connection answered before its request arrived in full is read (and the bytes dropped) after
+# the answer, so the client that is still sending reads the answer instead of a reset.
+LINGER_S = 5.0
+LINGER_BYTES = 64 * 1024 * 1024  # the largest body cap by default (POST /predict/batch)
+
+
+class _LingeringTransport:
+    """The connection's transport as uvicorn sees it: `close()` lingers while a request is incomplete."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedHttpProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self.lingering = False
+
+    def close(self) -> None:
+        if self.lingering or self._transport.is_closing():
+            self._transport.close()
+        elif self._protocol.lingers() and self._transport.can_write_eof():
+            self.lingering = True
+            self._protocol.linger(self._transport)
+        else:
+            self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -54,17 +90,48 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     _head_started = False  # a byte of that head has arrived
     _refused = False
     _draining = False
+    _cut_off = False  # refused by the protocol itself: no lingering close
+    _lingered = 0  # bytes dropped while lingering
+    _raw_transport: asyncio.Transport | None = None
+    _linger_timer: TimerHandle | None = None
+    # A request has begun and not all of it has arrived: closing now would leave the rest unread.
+    request_incomplete = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(cast(asyncio.Transport, _LingeringTransport(transport, self)))
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         super().connection_lost(exc)
+
+    def lingers(self) -> bool:
+        """Whether closing now takes the lingering close: a request is incomplete, and its client was not
+        cut off for being too slow (a 408: closed at once, as the timeouts promise)."""
+        if not self.request_incomplete or self._cut_off:
+            return False
+        return not self.scope.get("state", {}).get(CUT_OFF, False)
+
+    def linger(self, transport: asyncio.Transport) -> None:
+        """The lingering close: the answer and a FIN out, then the client's bytes read and dropped until it
+        closes (the transport closes itself at the EOF) or LINGER_S pass."""
+        self._refused = True  # data_received drops everything from now on
+        self._raw_transport = transport
+        self._cancel_head_timer()
+        self._unset_keepalive_if_required()
+        transport.write_eof()
+        transport.resume_reading()  # uvicorn may have paused it for a body nobody reads now
+        self._linger_timer = self.loop.call_later(LINGER_S, transport.close)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            if self._raw_transport is not None:  # lingering
+                self._lingered += len(data)
+                if self._lingered > LINGER_BYTES:
+                    self._raw_transport.close()
             return
         counting = self._in_head
         self._head_started = self._head_started or counting
@@ -83,6 +150,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.request_incomplete = True
         self._in_head, self._head_bytes, self._head_started = True, 0, True
         self._head_size = 0
         self._arm_head_timer()
@@ -106,6 +174,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False
+
+    def on_message_complete(self) -> None:
+        self.request_incomplete = False
+        super().on_message_complete()
 
     def drain(self) -> None:
         """At SIGTERM: the response in progress, and any request on this connection from now, ends with
@@ -132,7 +204,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or not self._in_head:
             return
         if not self._head_started:
-            self.transport.close()  # an idle connection: nobody to answer
+            self.transport.close()  # an idle connection: nobody to answer, nothing unread
             return
         error = RequestTimeout(
             f"the request headers did not arrive within {self.head_timeout_s:g} s (HEADER_TIMEOUT_S)"
@@ -156,6 +228,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n",
         ]
         self.transport.write(b"".join(head) + body)
+        self._cut_off = True  # closed at once: a client refused here gets no more time
         self.transport.close()
 
 

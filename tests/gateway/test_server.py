@@ -64,6 +64,22 @@ def closed_within(sock: socket.socket, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def send_until_refused(sock: socket.socket, give_up_s: float, pause_s: float) -> tuple[int, OSError | None]:
+    """Sends 64 KiB of zeros on `sock` every `pause_s` until the peer refuses them (reset, broken pipe) or
+    `give_up_s` pass; returns the bytes sent and the error (None when it gave up)."""
+    chunk, sent = b"\0" * 65536, 0
+    started = time.monotonic()
+    while time.monotonic() - started < give_up_s:
+        try:
+            sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError) as error:
+            return sent, error
+        sent += len(chunk)
+        if pause_s:
+            time.sleep(pause_s)
+    return sent, None
+
+
 def test_the_metrics_port_serves_metrics_and_nothing_else(gateway: GatewayProcess) -> None:
     metrics = f"http://{HOST}:{gateway.metrics_port}"
     scrape = httpx.get(f"{metrics}/metrics")
@@ -99,6 +115,93 @@ def test_headers_just_under_the_limit_are_served(gateway: GatewayProcess) -> Non
     refused = httpx.get(f"{gateway.base_url}/healthz", headers={"X-Padding": padding + "a" * 400})
     assert refused.status_code == 431
     assert refused.json()["error"]["code"] == "headers_too_large"
+
+
+def test_a_413_from_the_headers_reaches_a_client_that_sends_its_whole_body_first(
+    gateway: GatewayProcess,
+) -> None:
+    # Refused from Content-Length before one byte of the body is read, while the client is still writing
+    # it (as HTTP clients do before reading): a plain close with those bytes unread resets the connection.
+    port = int(gateway.base_url.rsplit(":", 1)[1])
+    size = 17 * 1024 * 1024  # over the 16 MiB cap of /predict
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {size}\r\n\r\n".encode())
+        for _ in range(size // (1024 * 1024)):
+            sock.sendall(b"\xff" * (1024 * 1024))
+            time.sleep(0.02)  # the answer and the close come meanwhile
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), received[:200]
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def test_a_503_at_max_in_flight_reaches_a_client_that_sends_its_whole_body_first(
+    gateway_python: Path,
+) -> None:
+    env = {"TF_SERVING_HOST": f"{HOST}:{free_port()}", "MAX_IN_FLIGHT": "1"}
+    with running_gateway(env, python=gateway_python) as process:
+        port = int(process.base_url.rsplit(":", 1)[1])
+        size = 4 * 1024 * 1024
+        head = f"POST /predict HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: image/jpeg\r\n"
+        head += f"Content-Length: {size}\r\n\r\n"
+        with (
+            socket.create_connection((HOST, port), timeout=10) as holding,
+            socket.create_connection((HOST, port), timeout=10) as refused,
+        ):
+            holding.sendall(head.encode() + b"\xff" * 1024)  # admitted; its slow body holds the one slot
+            time.sleep(0.5)
+            refused.sendall(head.encode())
+            for _ in range(size // (256 * 1024)):
+                refused.sendall(b"\xff" * (256 * 1024))
+                time.sleep(0.01)
+            received = b""
+            while chunk := refused.recv(65536):
+                received += chunk
+    head_in, _, body = received.partition(b"\r\n\r\n")
+    assert head_in.startswith(b"HTTP/1.1 503"), received[:200]
+    assert b"retry-after:" in head_in.lower()
+    assert json.loads(body)["error"]["code"] == "overloaded"
+
+
+def early_answer(gateway: GatewayProcess) -> tuple[socket.socket, float]:
+    """A connection whose POST /predict declared 64 MiB and got its 413 (and the gateway's FIN); and when."""
+    port = int(gateway.base_url.rsplit(":", 1)[1])
+    sock = socket.create_connection((HOST, port), timeout=10)
+    head = f"POST /predict HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {64 * 1024 * 1024}\r\n\r\n"
+    sock.sendall(head.encode())
+    answered = time.monotonic()
+    received = b""
+    while chunk := sock.recv(65536):  # the answer, then the gateway's FIN
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 413"), received[:200]
+    return sock, answered
+
+
+def test_after_an_early_answer_the_gateway_reads_and_drops_the_rest_for_5_s_at_most(
+    gateway: GatewayProcess,
+) -> None:
+    sock, answered = early_answer(gateway)
+    with sock:
+        # The client keeps sending (6.4 MB/s): read and dropped, no reset, until LINGER_S.
+        sent, refused = send_until_refused(sock, give_up_s=30, pause_s=0.01)
+        lingered = time.monotonic() - answered
+    assert refused is not None, "the gateway was still reading after 30 s"
+    assert sent > 4 * 1024 * 1024
+    assert 4 < lingered < 8, lingered
+
+
+def test_after_an_early_answer_the_gateway_reads_and_drops_64_mib_at_most(gateway: GatewayProcess) -> None:
+    sock, answered = early_answer(gateway)
+    with sock:
+        sent, refused = send_until_refused(sock, give_up_s=30, pause_s=0)  # as fast as loopback takes it
+        lingered = time.monotonic() - answered
+    assert refused is not None, "the gateway was still reading after 30 s"
+    # LINGER_BYTES, plus what the two sockets' buffers held when the gateway closed.
+    assert 64 * 1024 * 1024 <= sent < 96 * 1024 * 1024, sent
+    assert lingered < 4, lingered
 
 
 def test_metrics_port_0_opens_no_second_listener(gateway_python: Path) -> None:
