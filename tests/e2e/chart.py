@@ -125,15 +125,17 @@ def create_namespace(core: Any, name: str) -> None:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=RESTRICTED)))
 
 
-def delete_namespace(core: Any, name: str, timeout: float = 300) -> None:
-    """Deletes namespace `name` and waits until it is gone.
+def delete_namespace(core: Any, name: str, timeout: float = 300, wait: bool = True) -> None:
+    """Deletes namespace `name` and waits until it is gone (`wait=False`: until its pods are).
 
     Its pods get a 1 s grace period: a test's namespace is thrown away, and their own (the preStop pause,
     the gateway's drain; up to 45 s with the EKS values) would only make the next test wait. They go before
     the namespace does: first their controllers, leaving the pods (so nothing makes new ones), then the pods,
     and the namespace once none is left. The namespace controller, finding pods still terminating, waits as
     long as their spec's terminationGracePeriodSeconds before it looks again, whatever grace they were
-    deleted with.
+    deleted with. A module's teardown need not wait for the namespace itself (seconds of the namespace
+    controller emptying it): the pods, which hold the nodes' CPU and memory, are gone by then, and every
+    module's setup deletes its namespace and waits for it before making it again.
     """
     apps = client.AppsV1Api(core.api_client)
     # 404: no such namespace. A pod outliving the bounded wait is left to the namespace controller.
@@ -148,6 +150,8 @@ def delete_namespace(core: Any, name: str, timeout: float = 300) -> None:
         if error.status == 404:
             return
         raise
+    if not wait:
+        return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

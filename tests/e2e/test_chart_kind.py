@@ -48,7 +48,7 @@ def release(core: Any, apps: Any, golden_dir: Path) -> Iterator[chart.Release]:
         yield installed
     finally:
         # The release with it (the last test uninstalls it first): the chart's objects all live there.
-        chart.delete_namespace(core, NAMESPACE)
+        chart.delete_namespace(core, NAMESPACE, wait=False)
 
 
 def serving_is_the_stand_in(apps: Any) -> bool:
@@ -136,7 +136,7 @@ def test_a_serving_pod_still_loading_its_model_gets_no_traffic_until_it_is_ready
         pytest.skip(
             "the load delay is the stand-in's (STANDIN_LOAD_DELAY_S); TF Serving loads at its own pace"
         )
-    delay = 25
+    delay = 15
     # The load starts on a settled release that serves: once, the first second's requests were reset by
     # whatever the previous test had just restored.
     chart.wait_settled(core, NAMESPACE)

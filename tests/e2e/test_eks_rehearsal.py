@@ -56,7 +56,7 @@ def release(addons: None, core: Any, apps: Any, golden_dir: Path) -> Iterator[ch
         chart.wait_for(lambda: chart.http_status(f"{url}/readyz") == 200, 180, 1, what=f"{url}/readyz 200")
         yield installed
     finally:
-        chart.delete_namespace(core, NAMESPACE)  # the release with it: its objects all live there
+        chart.delete_namespace(core, NAMESPACE, wait=False)  # the release with it: its objects all live there
 
 
 def kind_network() -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -43,7 +43,7 @@ def overlay(addons: None, core: Any, apps: Any) -> Iterator[Path]:
     try:
         yield work
     finally:
-        chart.delete_namespace(core, OVERLAY_NAMESPACE)  # every object of the overlay lives there
+        chart.delete_namespace(core, OVERLAY_NAMESPACE, wait=False)  # every object of the overlay lives there
 
 
 def test_the_eks_overlay_rolls_out_and_serves_every_golden_image_through_its_load_balancer(
