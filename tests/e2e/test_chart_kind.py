@@ -136,7 +136,9 @@ def test_a_serving_pod_still_loading_its_model_gets_no_traffic_until_it_is_ready
         pytest.skip(
             "the load delay is the stand-in's (STANDIN_LOAD_DELAY_S); TF Serving loads at its own pace"
         )
-    delay = 15
+    # The startup probe looks every 10 s: 10 s of delay plus the stand-in's own start are over before its
+    # look at 20 s (with 25 s and with 15 s the pod became Ready at the look at 30 s: they only took longer).
+    delay = 10
     # The load starts on a settled release that serves: once, the first second's requests were reset by
     # whatever the previous test had just restored.
     chart.wait_settled(core, NAMESPACE)
