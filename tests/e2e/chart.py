@@ -150,18 +150,18 @@ def delete_namespace(core: Any, name: str, timeout: float = 300, wait: bool = Tr
         if error.status == 404:
             return
         raise
-    if not wait:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            core.read_namespace(name)
-        except client.ApiException as error:
-            if error.status == 404:
-                return
-            raise
-        time.sleep(0.5)
-    raise TimeoutError(f"namespace {name} still terminating after {timeout} s")
+    if wait:
+        wait_for(lambda: namespace_gone(core, name), timeout, what=f"namespace {name} gone")
+
+
+def namespace_gone(core: Any, name: str) -> bool:
+    try:
+        core.read_namespace(name)
+    except client.ApiException as error:
+        if error.status == 404:
+            return True
+        raise
+    return False
 
 
 def pods_of(core: Any, namespace: str, release: str, component: str) -> list[Any]:
