@@ -120,7 +120,7 @@ class ControlPlane:
         self.core.create_namespace(body)
         # The ServiceAccount admission plugin wants the namespace's default ServiceAccount before pods.
         wait_until(
-            lambda: _exists(lambda: self.core.read_namespaced_service_account("default", name)),
+            lambda: exists(lambda: self.core.read_namespaced_service_account("default", name)),
             60,
             f"namespace {name} never got its default ServiceAccount",
         )
@@ -132,7 +132,7 @@ class ControlPlane:
         if not wait:
             return
         wait_until(
-            lambda: not _exists(lambda: self.core.read_namespace(name)),
+            lambda: not exists(lambda: self.core.read_namespace(name)),
             timeout,
             f"namespace {name} still terminating after {timeout}s",
         )
@@ -144,7 +144,8 @@ def unique_namespace_name(test_name: str) -> str:
     return f"sim-{slug}-{uuid.uuid4().hex[:5]}"
 
 
-def _exists(read: Callable[[], object]) -> bool:
+def exists(read: Callable[[], object]) -> bool:
+    """Whether `read` (an API read of one object) finds it: False on 404, any other error raised."""
     try:
         read()
     except ApiException as error:

@@ -21,6 +21,7 @@ from typing import Any
 
 from kubernetes import client
 
+from tests.controlplane import cluster
 from tests.e2e.kube import CONTEXT, NAMESPACE, REPO, kubectl_binary
 
 CHART = REPO / "charts" / "species-classifier"
@@ -151,17 +152,11 @@ def delete_namespace(core: Any, name: str, timeout: float = 300, wait: bool = Tr
             return
         raise
     if wait:
-        wait_for(lambda: namespace_gone(core, name), timeout, what=f"namespace {name} gone")
-
-
-def namespace_gone(core: Any, name: str) -> bool:
-    try:
-        core.read_namespace(name)
-    except client.ApiException as error:
-        if error.status == 404:
-            return True
-        raise
-    return False
+        wait_for(
+            lambda: not cluster.exists(lambda: core.read_namespace(name)),
+            timeout,
+            what=f"namespace {name} gone",
+        )
 
 
 def pods_of(core: Any, namespace: str, release: str, component: str) -> list[Any]:
